@@ -1,0 +1,136 @@
+"""Per-frame cost of each stage of ``facetrack run`` next to the floor: decode + MediaPipe alone.
+
+    .venv/bin/python benchmarks/pipeline.py [--clip FILE] [--frames N] [--rounds R]
+
+Without --clip it makes a 640×480 clip (the WolfgangLanger footage, letterboxed) in a temporary
+folder. The floor and the full pipeline alternate for R rounds in one process, so both see the
+same machine state; the table gives the median and p95 of each stage over all rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import av
+import numpy as np
+from mediapipe.python.solutions import face_mesh
+
+from streams.recording import Recorder
+from streams.sources import open_source
+from streams.video_writer import VideoWriter
+from tracker.native_log import filter_native_stderr
+from tracker.overlay import Overlay
+from tracker.pipeline import FaceTracker
+from tracker.records import frame_record
+
+FOOTAGE = Path(__file__).resolve().parents[2] / "shared" / "footage"
+
+
+def make_clip(path: Path, size: tuple[int, int] = (640, 480)) -> Path:
+    """Letterbox the 640×360 footage into 640×480, re-encoded as H.264."""
+    width, height = size
+    with av.open(str(FOOTAGE / "WolfgangLanger_Pexels.mp4")) as src, \
+            av.open(str(path), "w") as dst:
+        stream = src.streams.video[0]
+        out = dst.add_stream("libx264", rate=stream.average_rate)
+        out.width, out.height, out.pix_fmt = width, height, "yuv420p"
+        for frame in src.decode(stream):
+            image = frame.to_ndarray(format="rgb24")
+            canvas = np.zeros((height, width, 3), np.uint8)
+            top = (height - image.shape[0]) // 2
+            canvas[top:top + image.shape[0], : image.shape[1]] = image[:, :width]
+            dst.mux(out.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")))
+        dst.mux(out.encode(None))
+    return path
+
+
+def floor(clip: Path, frames: int, times: dict[str, list[float]]) -> None:
+    """What a user of bare MediaPipe writes: decode, convert, process."""
+    mesh = face_mesh.FaceMesh(max_num_faces=1, refine_landmarks=True)
+    with av.open(str(clip)) as container, mesh:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        last = time.perf_counter()
+        for index, frame in enumerate(container.decode(stream)):
+            if index == frames:
+                break
+            image = frame.to_ndarray(format="rgb24")
+            t1 = time.perf_counter()
+            mesh.process(image)
+            t2 = time.perf_counter()
+            times["floor: decode + to RGB"].append(t1 - last)
+            times["floor: MediaPipe"].append(t2 - t1)
+            times["floor: per frame"].append(t2 - last)
+            last = t2
+
+
+def pipeline(clip: Path, frames: int, out_dir: Path, times: dict[str, list[float]]) -> None:
+    """The stages of ``facetrack run --record --record-landmarks --output``."""
+    overlay = Overlay()
+    with open_source(str(clip)) as source, FaceTracker(1) as tracker, \
+            Recorder(out_dir / "bench.jsonl") as recorder, \
+            VideoWriter(out_dir / "bench.mp4", source.fps) as writer:
+        last = time.perf_counter()
+        for frame in source:
+            if frame.index == frames:
+                break
+            t1 = time.perf_counter()
+            observations = tracker.mesh.process(frame.image)
+            t2 = time.perf_counter()
+            faces = tracker.ids.update(observations, frame.time)
+            t3 = time.perf_counter()
+            recorder.write(frame_record(frame, faces, landmarks=True))
+            t4 = time.perf_counter()
+            overlay.draw(frame.image, faces, "fps 30.0  latency 5 ms  faces 1")
+            t5 = time.perf_counter()
+            writer.write(frame.image, frame.time)
+            t6 = time.perf_counter()
+            times["facetrack: wait for decoded frame"].append(t1 - last)
+            times["facetrack: landmarks (MediaPipe + numpy)"].append(t2 - t1)
+            times["facetrack: track ids"].append(t3 - t2)
+            times["facetrack: record (with landmarks)"].append(t4 - t3)
+            times["facetrack: overlay"].append(t5 - t4)
+            times["facetrack: video queue"].append(t6 - t5)
+            times["facetrack: per frame"].append(t6 - last)
+            last = t6
+
+
+def table(times: dict[str, list[float]]) -> str:
+    rows = ["| stage | median ms | p95 ms |", "|---|---:|---:|"]
+    for name, values in times.items():
+        ms = np.array(values) * 1e3
+        rows.append(f"| {name} | {np.median(ms):.2f} | {np.percentile(ms, 95):.2f} |")
+    base = np.median(times["floor: per frame"])
+    added = np.median(times["facetrack: per frame"]) - base
+    rows.append(f"\nfacetrack per frame minus floor: {added * 1e3:+.2f} ms "
+                f"({100 * added / base:+.1f}% of the floor)")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clip", type=Path)
+    parser.add_argument("--frames", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    filter_native_stderr()
+    with tempfile.TemporaryDirectory() as tmp:
+        out_dir = Path(tmp)
+        clip = args.clip or make_clip(out_dir / "clip640x480.mp4")
+        times: dict[str, list[float]] = defaultdict(list)
+        for _ in range(args.rounds):
+            floor(clip, args.frames, times)
+            pipeline(clip, args.frames, out_dir, times)
+    print(f"clip: {clip.name if args.clip else '640×480 WolfgangLanger letterboxed'}, "
+          f"{args.frames} frames × {args.rounds} rounds, {os.cpu_count()} cores")
+    print(table(dict(sorted(times.items()))))
+
+
+if __name__ == "__main__":
+    main()

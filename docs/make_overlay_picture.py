@@ -1,0 +1,27 @@
+"""Regenerates docs/overlay.png: the overlay on the public-domain astronaut photo that ships
+with scikit-image.  Run: .venv/bin/python docs/make_overlay_picture.py"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import skimage.data
+
+from streams.frame import Frame
+from tracker.overlay import Overlay
+from tracker.pipeline import FaceTracker
+
+
+def main() -> None:
+    image = cv2.resize(skimage.data.astronaut()[0:300, 60:400], None, fx=1.5, fy=1.5,
+                       interpolation=cv2.INTER_CUBIC)
+    with FaceTracker(1) as tracker:
+        faces = tracker.process(Frame("astronaut", 0, 0.0, image))
+    Overlay().draw(image, faces, "facetrack: skimage.data.astronaut()")
+    cv2.imwrite(str(Path(__file__).with_name("overlay.png")),
+                cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""JSON Lines recording: one object per line, flushed per line, so an interrupted or crashed
+run keeps every frame it processed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from streams.errors import SinkError
+
+
+class Recorder:
+    """Appends JSON objects to a file, one per line."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.lines = 0
+        try:
+            self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (closed in close)
+        except OSError as error:
+            raise SinkError(f"cannot write record {self.path}: {error.strerror}") from None
+
+    def write(self, record: dict) -> None:
+        try:
+            self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self._file.flush()
+        except OSError as error:
+            raise SinkError(f"cannot write record {self.path}: {error.strerror}") from None
+        self.lines += 1
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_records(path: str | Path) -> tuple[dict, list[dict]]:
+    """(header, frame records) of a recording."""
+    with open(path, encoding="utf-8") as file:
+        lines = [json.loads(line) for line in file if line.strip()]
+    if not lines or lines[0].get("type") != "header":
+        raise SinkError(f"{path} is not a facetrack recording: no header line")
+    return lines[0], lines[1:]

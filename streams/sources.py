@@ -1,0 +1,348 @@
+"""Frame sources: video files and network streams (PyAV), cameras (OpenCV), still images.
+
+``open_source(spec)`` picks the kind from the spec and every kind yields ``Frame`` objects the
+same way: read in a background thread (``Prefetch``), so decoding overlaps tracking. Files hand
+over every frame; live sources (cameras, network streams) hand over the newest one and count the
+frames they had to drop.
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Generator, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from streams.errors import SourceError
+from streams.frame import Frame
+from streams.prefetch import Prefetch
+
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+GLOB = re.compile(r"[*?[]")
+# What cv2.imread reads; anything else in a folder is not an image of the sequence.
+IMAGE_SUFFIXES = frozenset(
+    {".bmp", ".dib", ".jpg", ".jpeg", ".jpe", ".jp2", ".png", ".webp", ".avif", ".pbm", ".pgm"}
+    | {".ppm", ".pxm", ".pnm", ".pfm", ".sr", ".ras", ".tif", ".tiff", ".exr", ".hdr", ".pic"}
+)
+
+
+class Source(ABC):
+    """Frames from one input, read in a background thread; iterate once, then close.
+
+    Subclasses set the metadata and implement ``_read`` and ``_release``; the base runs both in
+    the background thread and paces files for ``realtime``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        live: bool = False,
+        fps: float | None = None,
+        length: int | None = None,
+        size: tuple[int, int] | None = None,
+        realtime: bool = False,
+    ) -> None:
+        self.name = name
+        self.live = live
+        self.fps = fps
+        self.length = length
+        self.size = size
+        self.warnings: list[str] = []
+        self._realtime = realtime
+        self._prefetch: Prefetch[Frame] | None = None
+        self._closed = False
+
+    @property
+    def dropped(self) -> int:
+        """Frames replaced by a newer one before the consumer took them (live sources only)."""
+        return self._prefetch.dropped if self._prefetch else 0
+
+    @abstractmethod
+    def _read(self) -> Iterator[Frame]:
+        """Yield the frames; runs in the background thread."""
+
+    @abstractmethod
+    def _release(self) -> None:
+        """Let go of the input (container, device); called once, by the thread that read it."""
+
+    def _produce(self) -> Generator[Frame, None, None]:
+        try:
+            yield from self._read()
+        finally:
+            self._release()
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._closed:
+            raise ValueError(f"source {self.name} is closed")
+        if self._prefetch is None:
+            self._prefetch = Prefetch(self._produce(), newest_wins=self.live)
+        start = None  # wall-clock time at which frame.time is 0, for realtime pacing
+        for frame in self._prefetch:
+            if self._realtime:
+                start = time.monotonic() - frame.time if start is None else start
+                time.sleep(max(0.0, start + frame.time - time.monotonic()))
+            yield frame
+
+    def close(self) -> None:
+        """Stop reading and release the input; safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._prefetch is None:
+            self._release()
+        else:
+            self._prefetch.close()
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class VideoSource(Source):
+    """A video file or network stream, decoded by FFmpeg through PyAV.
+
+    A network stream whose container reports a duration (a file on a web server, a recorded
+    stream) is read like a file: every frame, times from its pts. Without a duration it is
+    live: newest frame wins and ``time`` is the monotonic clock when the frame was decoded.
+    The first frame is decoded on open, so an undecodable input fails here, not mid-run, and
+    ``size`` is the displayed size (after any rotation the container asks for).
+    """
+
+    def __init__(self, spec: str, *, url: bool, realtime: bool, timeout: float) -> None:
+        self._timeout = timeout
+        self._container = _open_container(spec, url=url, timeout=timeout)
+        try:
+            self._stream = self._container.streams.video[0]
+        except IndexError:
+            self._container.close()
+            raise SourceError(f"no video stream in {spec}") from None
+        live = url and self._container.duration is None
+        # Frame threading holds back a frame per thread: fine for files, latency for live.
+        self._stream.thread_type = "SLICE" if live else "AUTO"
+        rate = self._stream.average_rate or self._stream.guessed_rate
+        super().__init__(
+            spec,
+            live=live,
+            fps=float(rate) if rate else None,
+            length=None if live else _frame_count(self._stream),
+            realtime=realtime and not live,
+        )
+        self._decoded = self._container.decode(self._stream)
+        try:
+            self._first = self._frame(next(self._decoded), 0)
+        except (StopIteration, av.FFmpegError) as error:
+            self._container.close()
+            reason = self._reason(error) if isinstance(error, av.FFmpegError) else "no frames"
+            raise SourceError(f"cannot decode {spec}: {reason}") from None
+        self.size = self._first.size
+
+    def _read(self) -> Iterator[Frame]:
+        yield self._first
+        index = 1
+        try:
+            for decoded in self._decoded:
+                yield self._frame(decoded, index)
+                index += 1
+        except av.FFmpegError as error:
+            self.warnings.append(f"decoding stopped at frame {index}: {self._reason(error)}")
+            return
+        if self.length and index < self.length:
+            self.warnings.append(
+                f"decoding stopped at frame {index} of {self.length}: the file ends early"
+            )
+
+    def _frame(self, decoded: av.VideoFrame, index: int) -> Frame:
+        """The frame with its time, and its image as a player shows it: turned upright by the
+        container's display rotation (phone videos are stored sideways)."""
+        if self.live:
+            captured = time.monotonic()
+        elif decoded.pts is None:
+            captured = index / self.fps if self.fps else float(index)
+        else:
+            start = self._stream.start_time or 0
+            captured = float((decoded.pts - start) * self._stream.time_base)
+        image = decoded.to_ndarray(format="rgb24")
+        turns = decoded.rotation // 90  # counterclockwise; other angles are left alone
+        if turns:
+            image = np.ascontiguousarray(np.rot90(image, turns))
+        return Frame(self.name, index, captured, image)
+
+    def _reason(self, error: av.FFmpegError) -> str:
+        if isinstance(error, av.ExitError):  # PyAV's timeout interrupted a read
+            return f"no data for {self._timeout:g} s"
+        return _ffmpeg_message(error)
+
+    def _release(self) -> None:
+        self._container.close()
+
+
+class CameraSource(Source):
+    """A camera opened by OpenCV, by index ("0") or device path; live, newest frame wins."""
+
+    def __init__(self, spec: str) -> None:
+        with _quiet_opencv():
+            self._capture = cv2.VideoCapture(int(spec) if spec.isdigit() else spec)
+        if not self._capture.isOpened():
+            raise SourceError(f"cannot open camera {spec}")
+        fps = self._capture.get(cv2.CAP_PROP_FPS)
+        width = int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        super().__init__(
+            spec,
+            live=True,
+            fps=fps if fps > 0 else None,
+            size=(width, height) if width and height else None,
+        )
+
+    def _read(self) -> Iterator[Frame]:
+        index = 0
+        while True:
+            ok, bgr = self._capture.read()
+            captured = time.monotonic()
+            if not ok:
+                self.warnings.append(f"camera {self.name} stopped delivering after {index} frames")
+                return
+            yield Frame(self.name, index, captured, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            index += 1
+
+    def _release(self) -> None:
+        self._capture.release()
+
+
+class ImageSource(Source):
+    """Still images in order.
+
+    Stills have no clock: ``fps`` is None and ``time`` is the image's position in seconds, so
+    time steps stay positive and large (unrelated stills should not look like smooth motion).
+    ``index`` is the position in the list too, so an unreadable image (skipped, with a warning)
+    leaves a gap rather than shifting the numbering of the images after it.
+    """
+
+    def __init__(self, spec: str, paths: list[Path]) -> None:
+        super().__init__(spec, length=len(paths))
+        self._paths = paths
+
+    def _read(self) -> Iterator[Frame]:
+        for index, path in enumerate(self._paths):
+            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if bgr is None:
+                self.warnings.append(f"skipped unreadable image {path}")
+                continue
+            yield Frame(self.name, index, float(index), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+    def _release(self) -> None:
+        """Nothing stays open between images."""
+
+
+def open_source(spec: str, *, realtime: bool = False, timeout: float = 10.0) -> Source:
+    """Open what ``spec`` names: a URL, a camera ("0", /dev/video0), an image, folder or glob
+    of images, or a video file.
+
+    ``realtime`` paces a file at its own frame rate (live sources already are); ``timeout`` is
+    how long a network stream may stay silent, on open and while reading.
+    """
+    if not spec:
+        raise SourceError("no source given")
+    if URL.match(spec):
+        return VideoSource(spec, url=True, realtime=realtime, timeout=timeout)
+    if spec.isdigit() or spec.startswith("/dev/video"):
+        return CameraSource(spec)
+    path = Path(spec)
+    if path.is_dir():
+        paths = _image_paths(path.iterdir())
+        if not paths:
+            raise SourceError(f"no images in folder {spec}")
+        return ImageSource(spec, paths)
+    if path.is_file():
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            return ImageSource(spec, [path])
+        return VideoSource(spec, url=False, realtime=realtime, timeout=timeout)
+    if GLOB.search(spec):
+        paths = _image_paths(Path(match) for match in glob.glob(spec))
+        if not paths:
+            raise SourceError(f"no images match {spec}")
+        return ImageSource(spec, paths)
+    raise SourceError(f"no such file: {spec}")
+
+
+def list_cameras(max_index: int = 10) -> list[str]:
+    """One line per camera index below ``max_index`` that opens and delivers a frame."""
+    lines = []
+    with _quiet_opencv():
+        for index in range(max_index):
+            capture = cv2.VideoCapture(index)
+            ok, bgr = capture.read() if capture.isOpened() else (False, None)
+            if ok:
+                fps = capture.get(cv2.CAP_PROP_FPS)
+                rate = f" at {fps:g} fps" if fps > 0 else ""
+                height, width = bgr.shape[:2]
+                lines.append(f"{index}: {width}x{height}{rate} ({capture.getBackendName()})")
+            capture.release()
+    return lines
+
+
+def _open_container(spec: str, *, url: bool, timeout: float) -> av.container.InputContainer:
+    """``av.open`` with its errors as one-line ``SourceError``s that say what went wrong."""
+    started = time.monotonic()
+    try:
+        return av.open(spec, timeout=timeout if url else None)
+    except av.FFmpegError as error:
+        if not url:
+            raise SourceError(f"cannot open {spec} as video: {_ffmpeg_message(error)}") from None
+        # An interrupted read shows up as ExitError, or for RTSP as whatever that made of it.
+        if isinstance(error, av.ExitError) or time.monotonic() - started >= timeout:
+            raise SourceError(f"no answer from {spec} within {timeout:g} s") from None
+        raise SourceError(f"cannot open {spec}: {_ffmpeg_message(error)}") from None
+
+
+def _ffmpeg_message(error: av.FFmpegError) -> str:
+    """FFmpeg's description of the error, with its last log line when logging is on."""
+    if error.log:
+        return f"{error.strerror} ({error.log[1]}: {error.log[2].strip()})"
+    return error.strerror
+
+
+def _frame_count(stream: av.video.stream.VideoStream) -> int | None:
+    """Frames a player shows: the container's count less those an MP4 edit list hides.
+
+    FFmpeg applies edit lists while decoding and marks the hidden samples as discarded in the
+    stream's index; e.g. no_face.mp4 stores 98 frames, its edit list hides 3, FFmpeg decodes 95
+    and players show 95. Containers whose index is not one entry per frame keep their count.
+    """
+    if stream.frames <= 0:
+        return None
+    entries = stream.index_entries
+    if len(entries) != stream.frames:
+        return stream.frames
+    return stream.frames - sum(entry.is_discard for entry in entries)
+
+
+def _image_paths(paths: Iterable[Path]) -> list[Path]:
+    """Image files among ``paths`` in natural order: frame_2 before frame_10, as people number."""
+    images = [path for path in paths if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()]
+    return sorted(images, key=_natural_key)
+
+
+def _natural_key(path: Path) -> list[str | int]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
+
+
+@contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    """Silence OpenCV's log while probing cameras: each missing one prints several lines."""
+    level = cv2.getLogLevel()
+    cv2.setLogLevel(0)
+    try:
+        yield
+    finally:
+        cv2.setLogLevel(level)

@@ -1,0 +1,39 @@
+"""A live preview window (OpenCV HighGUI), for ``--show``."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import cv2
+import numpy as np
+
+QUIT_KEYS = {ord("q"), 27}  # q or Esc
+
+
+def display_available() -> bool:
+    """HighGUI on Linux needs an X11 or Wayland display; elsewhere assume one."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+class Window:
+    """Shows RGB frames; ``show`` returns False once the user closes it or presses q/Esc.
+
+    HighGUI must be driven from the thread that created the window, so this runs in the
+    tracking loop; ``waitKey(1)`` is what lets the window repaint.
+    """
+
+    def __init__(self, title: str = "facetrack") -> None:
+        self.title = title
+        cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
+
+    def show(self, image: np.ndarray) -> bool:
+        cv2.imshow(self.title, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        key = cv2.waitKey(1) & 0xFF
+        closed = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1
+        return key not in QUIT_KEYS and not closed
+
+    def close(self) -> None:
+        cv2.destroyWindow(self.title)

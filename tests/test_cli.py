@@ -1,0 +1,143 @@
+"""The ``facetrack`` command as a user runs it: a real subprocess on real files."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import pytest
+
+from streams.recording import read_records
+
+FACETRACK = str(Path(sys.executable).parent / "facetrack")
+
+
+def facetrack(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([FACETRACK, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, result.stderr
+    for word in words:
+        assert word in errors[0]
+
+
+def test_record_of_a_video(footage_dir: Path, tmp_path: Path) -> None:
+    record = tmp_path / "faces.jsonl"
+    result = facetrack("run", "--source", str(footage_dir / "single_face.mp4"),
+                       "--record", str(record), "--record-landmarks")
+    assert result.returncode == 0, result.stderr
+    header, frames = read_records(record)
+    assert header["schema"] == 1 and header["image_size"] == [640, 360]
+    assert header["intrinsics"]["assumed"] is True
+    assert header["intrinsics"]["cx"] == 320
+    assert [f["frame"] for f in frames] == list(range(72))
+    times = [f["time"] for f in frames]
+    assert times == sorted(times) and abs(times[1] - times[0] - 1 / 30) < 1e-3
+    face = frames[10]["faces"][0]
+    assert face["track"] == 0 and face["status"] == "tracking"
+    assert len(face["landmarks"]) == 478 and len(face["landmarks"][0]) == 3
+
+
+def test_annotated_output_video(footage_dir: Path, tmp_path: Path) -> None:
+    output = tmp_path / "annotated.mp4"
+    result = facetrack("run", "--source", str(footage_dir / "single_face.mp4"),
+                       "--output", str(output), "--quiet")
+    assert result.returncode == 0, result.stderr
+    with av.open(str(output)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+    with av.open(str(footage_dir / "single_face.mp4")) as original:
+        first = next(original.decode(video=0)).to_ndarray(format="rgb24")
+    assert len(frames) == 72 and frames[0].shape == (360, 640, 3)
+    # The overlay changed the picture (points, contours, status line), not the whole of it.
+    changed = (abs(frames[0].astype(int) - first.astype(int)).max(axis=2) > 60).mean()
+    assert 0.002 < changed < 0.2
+
+
+def test_truncated_video_keeps_what_decodes(footage_dir: Path, tmp_path: Path) -> None:
+    # This clip keeps its index (moov) at the front, so the first 60% opens and decodes.
+    whole = (footage_dir / "WolfgangLanger_Pexels.mp4").read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole[: len(whole) * 6 // 10])
+    record = tmp_path / "cut.jsonl"
+    result = facetrack("run", "--source", str(cut), "--record", str(record))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "warning: decoding stopped at frame" in result.stderr
+    _, frames = read_records(record)
+    assert 100 < len(frames) < 472
+    assert [f["frame"] for f in frames] == list(range(len(frames)))
+
+
+@pytest.mark.parametrize("make_source, words", [
+    (lambda d: str(d / "missing.mp4"), ["missing.mp4"]),
+    (lambda d: (d / "notes.mp4").write_text("not a video") and str(d / "notes.mp4"),
+     ["notes.mp4"]),
+    (lambda d: "http://127.0.0.1:9/clip.mp4", ["127.0.0.1:9"]),
+    (lambda d: "7", ["camera"]),
+    (lambda d: str(d / "empty") + "/*.jpg", ["*.jpg"]),
+], ids=["missing-path", "text-as-mp4", "url-no-answer", "no-camera", "glob-no-match"])
+def test_bad_source(tmp_path: Path, make_source, words: list[str]) -> None:
+    result = facetrack("run", "--source", make_source(tmp_path), "--record",
+                       str(tmp_path / "out.jsonl"), timeout=60)
+    assert_one_line_error(result, *words)
+    assert not (tmp_path / "out.jsonl").exists(), "nothing written for a source never opened"
+
+
+@pytest.mark.parametrize("flag", ["--record", "--output"])
+def test_unwritable_output(footage_dir: Path, tmp_path: Path, flag: str) -> None:
+    target = tmp_path / "no-such-dir" / "out.mp4"
+    result = facetrack("run", "--source", str(footage_dir / "single_face.jpg"), flag, str(target))
+    assert_one_line_error(result, str(target))
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    result = facetrack("run", "--source", str(tmp_path / "missing.mp4"), "--debug")
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_run_keeps_its_frames(footage_dir: Path, tmp_path: Path, sig) -> None:
+    record = tmp_path / "live.jsonl"
+    process = subprocess.Popen(
+        [FACETRACK, "run", "--source", str(footage_dir / "WolfgangLanger_Pexels.mp4"),
+         "--realtime", "--record", str(record)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if record.exists() and record.read_text().count("\n") > 20:
+            break
+        time.sleep(0.1)
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    lines = record.read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # every line complete
+    frames = records[1:]
+    assert 20 < len(frames) < 472, "stopped early, after the frames it had"
+    assert [f["frame"] for f in frames] == list(range(len(frames)))
+    assert f"interrupted after {len(frames)} frames" in stderr
+
+
+def test_help_has_examples() -> None:
+    result = facetrack("run", "--help")
+    assert result.returncode == 0
+    assert "examples:" in result.stdout and "--max-faces" in result.stdout
+
+
+def test_sources_lists_no_camera_here() -> None:
+    result = facetrack("sources", timeout=60)
+    assert "Traceback" not in result.stderr
+    assert result.returncode in (0, 1)
+    assert result.stdout.strip()

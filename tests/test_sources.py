@@ -1,0 +1,332 @@
+"""Sources on real inputs: the footage, files written here, and streams served on 127.0.0.1."""
+
+from __future__ import annotations
+
+import functools
+import io
+import socket
+import threading
+import time
+import wave
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from streams.errors import SourceError
+from streams.prefetch import Prefetch
+from streams.sources import list_cameras, open_source
+
+STREAM_FRAMES = 72  # single_face.mp4, re-encoded as MPEG-TS for the network tests
+
+
+def write_video(
+    target: str | Path | io.BytesIO,
+    images: list[np.ndarray],
+    *,
+    fps: int = 30,
+    format: str | None = None,
+    rotation: int = 0,
+) -> None:
+    """Encode RGB ``images`` as H.264 into ``target`` (a path, or a buffer with ``format``)."""
+    with av.open(target, "w", format=format) as container:
+        stream = container.add_stream("libx264", rate=fps, options={"preset": "veryfast"})
+        stream.height, stream.width = images[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        if rotation:
+            stream.set_display_rotation(rotation)
+        for image in images:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def read_all(spec: str, **options: float) -> tuple[list, list[str], int]:
+    """Frames, warnings and drop count of a whole source."""
+    with open_source(spec, **options) as source:
+        return list(source), source.warnings, source.dropped
+
+
+def gradient(count: int, width: int = 64, height: int = 48) -> list[np.ndarray]:
+    """Small synthetic frames that differ from one to the next."""
+    return [np.full((height, width, 3), 8 * k % 256, np.uint8) for k in range(count)]
+
+
+@pytest.fixture(scope="module")
+def mpegts_bytes(footage_dir: Path) -> bytes:
+    """single_face.mp4 re-encoded as an MPEG-TS stream, the format live network sources send."""
+    with av.open(str(footage_dir / "single_face.mp4")) as container:
+        images = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    buffer = io.BytesIO()
+    write_video(buffer, images, format="mpegts")
+    return buffer.getvalue()
+
+
+@contextmanager
+def paced_tcp_stream(data: bytes, seconds: float) -> Iterator[str]:
+    """Send ``data`` to one client over TCP, spread evenly over ``seconds``: a live stream."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def send() -> None:
+        connection, _ = listener.accept()
+        with connection, suppress(OSError):  # the client may hang up first
+            chunks = 48
+            for k in range(chunks):
+                connection.sendall(data[k * len(data) // chunks : (k + 1) * len(data) // chunks])
+                time.sleep(seconds / chunks)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    try:
+        yield f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+        sender.join(seconds + 5)
+
+
+@pytest.fixture
+def http_footage(footage_dir: Path) -> Iterator[str]:
+    """Base URL of the footage folder served by a local web server."""
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(footage_dir))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+# Video files
+
+
+def test_h264_file_yields_every_frame_with_pts_times(footage_dir: Path) -> None:
+    spec = str(footage_dir / "WolfgangLanger_Pexels.mp4")
+    with open_source(spec) as source:
+        assert (source.live, source.length, source.size) == (False, 472, (640, 360))
+        assert source.fps == pytest.approx(23.976, abs=1e-3)
+        frames = list(source)
+        assert (source.dropped, source.warnings) == (0, [])
+    assert [frame.index for frame in frames] == list(range(472))
+    assert {frame.source for frame in frames} == {spec}
+    assert frames[0].image.shape == (360, 640, 3) and frames[0].image.dtype == np.uint8
+    times = np.array([frame.time for frame in frames])
+    assert times[0] == pytest.approx(0.0)
+    np.testing.assert_allclose(np.diff(times), 1001 / 24000, atol=1e-4)
+
+
+def test_hevc_mov_decodes(footage_dir: Path) -> None:
+    frames, warnings, _ = read_all(str(footage_dir / "face_noface.mov"))
+    assert (len(frames), frames[0].size, warnings) == (169, (960, 540), [])
+    assert np.all(np.diff([frame.time for frame in frames]) > 0)
+
+
+def test_edit_list_count_matches_what_players_show(footage_dir: Path) -> None:
+    # no_face.mp4 stores 98 frames; its MP4 edit list hides 3 of them.
+    with open_source(str(footage_dir / "no_face.mp4")) as source:
+        assert source.length == 95
+        assert len(list(source)) == 95
+        assert source.warnings == []
+
+
+def test_display_rotation_is_applied(tmp_path: Path) -> None:
+    image = np.zeros((40, 80, 3), np.uint8)
+    image[:10, :10] = 255  # top-left corner as stored
+    write_video(tmp_path / "phone.mp4", [image] * 3, rotation=90)
+    with open_source(str(tmp_path / "phone.mp4")) as source:
+        assert source.size == (40, 80)
+        shown = next(iter(source)).image
+    assert shown.shape == (80, 40, 3)
+    assert shown[-5, 5].min() > 200 and shown[5, 5].max() < 50  # turned counterclockwise
+
+
+def test_truncated_file_yields_what_decodes_and_warns(footage_dir: Path, tmp_path: Path) -> None:
+    # WolfgangLanger_Pexels.mp4 has its moov atom first, so its first 60% still opens.
+    data = (footage_dir / "WolfgangLanger_Pexels.mp4").read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    frames, warnings, _ = read_all(str(cut))
+    assert 0 < len(frames) < 472
+    assert len(warnings) == 1 and warnings[0].startswith(f"decoding stopped at frame {len(frames)}")
+
+
+def test_realtime_paces_a_file_at_its_frame_rate(tmp_path: Path) -> None:
+    write_video(tmp_path / "second.mp4", gradient(30), fps=30)
+    started = time.monotonic()
+    frames, _, _ = read_all(str(tmp_path / "second.mp4"), realtime=True)
+    elapsed = time.monotonic() - started
+    assert len(frames) == 30
+    assert 0.9 <= elapsed < 10
+
+
+# Errors the user can cause
+
+
+def test_missing_path(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="^no such file: .*nothing.mp4$"):
+        open_source(str(tmp_path / "nothing.mp4"))
+
+
+def test_text_file_named_mp4(tmp_path: Path) -> None:
+    path = tmp_path / "notes.mp4"
+    path.write_text("not a video\n" * 100)
+    with pytest.raises(SourceError, match=f"^cannot open {path} as video: "):
+        open_source(str(path))
+
+
+def test_file_without_video_stream(tmp_path: Path) -> None:
+    path = tmp_path / "sound.wav"
+    with wave.open(str(path), "wb") as sound:
+        sound.setnchannels(1)
+        sound.setsampwidth(2)
+        sound.setframerate(8000)
+        sound.writeframes(bytes(1600))
+    with pytest.raises(SourceError, match="^no video stream in "):
+        open_source(str(path))
+
+
+def test_camera_that_does_not_exist() -> None:
+    started = time.monotonic()
+    with pytest.raises(SourceError, match="^cannot open camera 99$"):
+        open_source("99")
+    assert time.monotonic() - started < 5
+
+
+def test_list_cameras_returns_lines_quickly() -> None:
+    started = time.monotonic()
+    cameras = list_cameras()
+    assert time.monotonic() - started < 10
+    assert all(isinstance(line, str) for line in cameras)  # [] on a machine without cameras
+
+
+def test_iterating_a_closed_source_is_an_error(footage_dir: Path) -> None:
+    source = open_source(str(footage_dir / "single_face.mp4"))
+    source.close()
+    source.close()
+    with pytest.raises(ValueError, match="closed"):
+        next(iter(source))
+
+
+# Images
+
+
+@pytest.fixture
+def image_folder(footage_dir: Path, tmp_path: Path) -> Path:
+    """frame_1.png, frame_2.png, frame_10.jpg from the footage, a broken jpg and a text file."""
+    face = cv2.imread(str(footage_dir / "single_face.jpg"))
+    crowd = cv2.imread(str(footage_dir / "multi_face.jpg"))
+    cv2.imwrite(str(tmp_path / "frame_10.jpg"), face)
+    cv2.imwrite(str(tmp_path / "frame_2.png"), crowd)
+    cv2.imwrite(str(tmp_path / "frame_1.png"), face)
+    (tmp_path / "frame_3.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "notes.txt").write_text("not an image")
+    return tmp_path
+
+
+def test_single_image(footage_dir: Path) -> None:
+    with open_source(str(footage_dir / "single_face.jpg")) as source:
+        assert (source.live, source.fps, source.length) == (False, None, 1)
+        (frame,) = list(source)
+    assert (frame.index, frame.time, frame.image.shape) == (0, 0.0, (562, 572, 3))
+
+
+def test_folder_in_natural_order_skipping_unreadable(image_folder: Path) -> None:
+    with open_source(str(image_folder)) as source:
+        assert source.length == 4
+        frames = list(source)
+        assert source.warnings == [f"skipped unreadable image {image_folder / 'frame_3.jpg'}"]
+    assert [(frame.index, frame.time) for frame in frames] == [(0, 0.0), (1, 1.0), (3, 3.0)]
+    assert [frame.size for frame in frames] == [(572, 562), (1000, 667), (572, 562)]
+    stored = cv2.imread(str(image_folder / "frame_1.png"))
+    np.testing.assert_array_equal(frames[0].image, stored[:, :, ::-1])  # RGB, not BGR
+
+
+def test_glob(image_folder: Path) -> None:
+    frames, warnings, _ = read_all(str(image_folder / "*.png"))
+    assert ([frame.size for frame in frames], warnings) == ([(572, 562), (1000, 667)], [])
+
+
+def test_folder_without_images_and_glob_matching_nothing(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(SourceError, match="^no images in folder "):
+        open_source(str(tmp_path))
+    with pytest.raises(SourceError, match="^no images match "):
+        open_source(str(tmp_path / "*.jpg"))
+
+
+# Network streams
+
+
+def test_live_tcp_stream_keeps_the_newest_frame(mpegts_bytes: bytes) -> None:
+    with (
+        paced_tcp_stream(mpegts_bytes, seconds=STREAM_FRAMES / 30) as url,
+        open_source(url, timeout=5) as source,
+    ):
+        assert source.live and source.length is None and source.size == (640, 360)
+        frames = []
+        for frame in source:
+            frames.append(frame)
+            time.sleep(0.1)  # a consumer at 10 fps behind a 30 fps stream
+        dropped = source.dropped
+    assert {frame.size for frame in frames} == {(640, 360)}
+    assert dropped > 0 and len(frames) + dropped == STREAM_FRAMES
+    assert np.all(np.diff([frame.index for frame in frames]) > 0)
+    assert np.all(np.diff([frame.time for frame in frames]) > 0)
+
+
+def test_file_over_http_is_read_like_a_file(http_footage: str) -> None:
+    with open_source(f"{http_footage}/WolfgangLanger_Pexels.mp4", timeout=5) as source:
+        assert (source.live, source.length, source.size) == (False, 472, (640, 360))
+        frames = list(source)
+        assert (len(frames), source.dropped, source.warnings) == (472, 0, [])
+    assert frames[-1].time == pytest.approx(471 * 1001 / 24000)
+
+
+@pytest.mark.parametrize("scheme", ["tcp", "http"])
+def test_url_that_does_not_answer(scheme: str) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts connections, never replies
+        url = f"{scheme}://127.0.0.1:{silent.getsockname()[1]}/stream"
+        started = time.monotonic()
+        with pytest.raises(SourceError, match=f"^no answer from {url} within 1 s$"):
+            open_source(url, timeout=1)
+    assert time.monotonic() - started < 4
+
+
+def test_url_that_refuses() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]
+    with pytest.raises(SourceError, match="^cannot open tcp://127.0.0.1:.*: Connection refused"):
+        open_source(f"tcp://127.0.0.1:{port}", timeout=1)
+
+
+# Background reading
+
+
+def test_prefetch_raises_after_the_items_before_the_error() -> None:
+    def items() -> Iterator[int]:
+        yield from range(3)
+        raise RuntimeError("broken input")
+
+    received = []
+    with pytest.raises(RuntimeError, match="broken input"):
+        for item in Prefetch(items()):
+            received.append(item)
+    assert received == [0, 1, 2]
+
+
+def test_prefetch_close_stops_and_releases_a_waiting_producer() -> None:
+    released = threading.Event()
+
+    def items() -> Iterator[int]:
+        try:
+            yield from range(1000)
+        finally:
+            released.set()
+
+    prefetch = Prefetch(items(), depth=2)
+    assert next(prefetch) == 0
+    prefetch.close()
+    assert released.is_set()
