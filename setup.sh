@@ -9,4 +9,7 @@ python3 -m venv .venv
 # to PyPI and warns about each one, which says nothing useful here.
 .venv/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]" \
     2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+if [ -n "${ICT_FACEKIT:-}" ]; then
+    .venv/bin/facetrack model install "$ICT_FACEKIT"
+fi
 echo "facetrack is set up in .venv: .venv/bin/facetrack --help"

@@ -3,8 +3,9 @@ run keeps every frame it processed."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+import orjson
 
 from streams.errors import SinkError
 
@@ -16,13 +17,15 @@ class Recorder:
         self.path = Path(path)
         self.lines = 0
         try:
-            self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (closed in close)
+            self._file = open(self.path, "wb")  # noqa: SIM115 (closed in close)
         except OSError as error:
             raise SinkError(f"cannot write record {self.path}: {error.strerror}") from None
 
     def write(self, record: dict) -> None:
+        """Write one record; numpy arrays in it are written as nested lists."""
+        line = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE)
         try:
-            self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self._file.write(line)
             self._file.flush()
         except OSError as error:
             raise SinkError(f"cannot write record {self.path}: {error.strerror}") from None
@@ -40,8 +43,8 @@ class Recorder:
 
 def read_records(path: str | Path) -> tuple[dict, list[dict]]:
     """(header, frame records) of a recording."""
-    with open(path, encoding="utf-8") as file:
-        lines = [json.loads(line) for line in file if line.strip()]
+    with open(path, "rb") as file:
+        lines = [orjson.loads(line) for line in file if line.strip()]
     if not lines or lines[0].get("type") != "header":
         raise SinkError(f"{path} is not a facetrack recording: no header line")
     return lines[0], lines[1:]

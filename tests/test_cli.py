@@ -136,8 +136,11 @@ def test_help_has_examples() -> None:
     assert "examples:" in result.stdout and "--max-faces" in result.stdout
 
 
-def test_sources_lists_no_camera_here() -> None:
+def test_sources_lists_the_cameras_that_open() -> None:
     result = facetrack("sources", timeout=60)
     assert "Traceback" not in result.stderr
-    assert result.returncode in (0, 1)
-    assert result.stdout.strip()
+    lines = result.stdout.strip().splitlines()
+    if result.returncode == 1:  # a machine without cameras, like CI
+        assert lines == ["no camera found"]
+    else:
+        assert result.returncode == 0 and lines

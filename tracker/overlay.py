@@ -30,6 +30,8 @@ class Overlay:
         self.point_size = point_size
         self._contours = _edges(face_mesh.FACEMESH_CONTOURS)
         self._irises = _edges(face_mesh.FACEMESH_IRISES)
+        self._dot = np.stack(np.meshgrid(np.arange(point_size), np.arange(point_size)),
+                             axis=-1).reshape(-1, 2)
 
     def draw(self, image: np.ndarray, faces: list[TrackedFace], status: str = "") -> np.ndarray:
         """Draw ``faces`` and ``status`` onto ``image`` (modified and returned)."""
@@ -48,13 +50,12 @@ class Overlay:
         return image
 
     def _draw_points(self, image: np.ndarray, points: np.ndarray) -> None:
+        """Square dots, all in one scatter."""
         height, width = image.shape[:2]
-        xy = np.floor(points).astype(np.intp)
-        for dy in range(self.point_size):
-            for dx in range(self.point_size):
-                x, y = xy[:, 0] + dx, xy[:, 1] + dy
-                inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
-                image[y[inside], x[inside]] = POINT_COLOR
+        xy = np.floor(points).astype(np.intp)[:, None, :] + self._dot
+        x, y = xy[..., 0].ravel(), xy[..., 1].ravel()
+        inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
+        image[y[inside], x[inside]] = POINT_COLOR
 
 
 def _text(image: np.ndarray, text: str, origin: tuple[int, int]) -> None:

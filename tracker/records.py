@@ -46,5 +46,5 @@ def face_record(face: TrackedFace, *, landmarks: bool) -> dict:
         record["bbox"] = [round(v, 2) for v in observation.bbox]
         record["score"] = None if observation.score is None else round(observation.score, 4)
         if landmarks:
-            record["landmarks"] = np.round(observation.landmarks, 2).tolist()
+            record["landmarks"] = np.round(observation.landmarks, 2)
     return record
