@@ -27,9 +27,13 @@ class Window:
 
     def __init__(self, title: str = "facetrack") -> None:
         self.title = title
-        cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
+        self._sized = False
+        cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
 
     def show(self, image: np.ndarray) -> bool:
+        if not self._sized:  # resizable, but first at the frame's own size
+            cv2.resizeWindow(self.title, image.shape[1], image.shape[0])
+            self._sized = True
         cv2.imshow(self.title, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         key = cv2.waitKey(1) & 0xFF
         closed = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import signal
 import sys
 import time
@@ -23,8 +22,6 @@ from tracker.overlay import Overlay
 from tracker.pipeline import FaceTracker
 from tracker.records import frame_record, header
 from tracker.tracks import TRACKING, TrackedFace
-
-log = logging.getLogger(__name__)
 
 
 class RunStats:
@@ -55,8 +52,9 @@ class RunStats:
     def summary(self) -> str:
         seconds = time.perf_counter() - self._started
         share = 100.0 * self.frames_with_faces / max(self.frames, 1)
-        return (f"{self.frames} frames in {seconds:.1f} s ({self.frames / max(seconds, 1e-9):.1f}"
-                f" fps), a face in {self.frames_with_faces} ({share:.1f}%)")
+        frames = f"{self.frames} frame{'s' if self.frames != 1 else ''}"
+        return (f"{frames} in {seconds:.1f} s ({self.frames / max(seconds, 1e-9):.1f} fps), "
+                f"a face in {self.frames_with_faces} ({share:.1f}%)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -118,7 +116,6 @@ def _header(args: argparse.Namespace, source: Source, frame: Frame | None) -> di
 
 def _open_window(stack: contextlib.ExitStack) -> Window | None:
     if not display_available():
-        log.warning("no display: --show ignored")
         print("facetrack: warning: no display found, --show ignored", file=sys.stderr)
         return None
     window = Window()
