@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 python3 -m venv .venv
 # This machine's pip configuration lists local mirrors that lack some packages; pip falls back
 # to PyPI and warns about each one, which says nothing useful here.
-.venv/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]" \
+.venv/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev,train]" \
     2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 if [ -n "${ICT_FACEKIT:-}" ]; then
     .venv/bin/facetrack model install "$ICT_FACEKIT"

@@ -8,9 +8,11 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from calibrate.cli import add_calibrate_command
 from streams.errors import FacetrackError
 from tracker.model_cli import add_model_command
 from tracker.native_log import filter_native_stderr
+from tracker.synth import add_synth_command
 
 RUN_EXAMPLES = """\
 examples:
@@ -45,6 +47,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--realtime", action="store_true",
                    help="pace a file at its own frame rate instead of as fast as possible")
     p.add_argument("--quiet", action="store_true", help="no progress bar or status line")
+    p.add_argument("--camera", metavar="FILE.json",
+                   help="calibrated intrinsics and lens distortion from 'facetrack calibrate "
+                        "camera' (default: assume a 60° horizontal field of view, no distortion)")
     p.set_defaults(func=_run)
 
 
@@ -82,7 +87,7 @@ def _positive_int(text: str) -> int:
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_run, _add_sources, add_model_command,
+    _add_run, _add_sources, add_model_command, add_calibrate_command, add_synth_command,
 ]
 
 

@@ -15,8 +15,10 @@ SCHEMA_VERSION = 1
 
 
 def header(source: str, intrinsics: Intrinsics | None, *, fps: float | None,
-           frame_count: int | None, landmarks: bool) -> dict:
-    """The first line of a recording: what produced it and how to read the rest."""
+           frame_count: int | None, landmarks: bool, landmarks_undistorted: bool = False) -> dict:
+    """The first line of a recording: what produced it and how to read the rest.
+    ``landmarks_undistorted``: the landmarks were moved to where a pinhole camera with these
+    intrinsics (no lens distortion) would see them, so they sit off the lens-distorted image."""
     return {
         "type": "header",
         "schema": SCHEMA_VERSION,
@@ -27,6 +29,7 @@ def header(source: str, intrinsics: Intrinsics | None, *, fps: float | None,
         "fps": fps,
         "frame_count": frame_count,
         "landmarks": landmarks,
+        "landmarks_undistorted": landmarks_undistorted,
         "model": None,
         "regressor": None,
         "expression_names": [],

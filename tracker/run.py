@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from tqdm import tqdm
 
-from calibrate.intrinsics import Intrinsics
+from calibrate.intrinsics import Intrinsics, load_camera
 from streams.frame import Frame
 from streams.recording import Recorder
 from streams.sources import Source, open_source
@@ -58,6 +58,7 @@ class RunStats:
 
 
 def run(args: argparse.Namespace) -> int:
+    camera = load_camera(args.camera) if args.camera else None
     source = open_source(args.source, realtime=args.realtime)
     stats = RunStats()
     interrupted = False
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
                   if args.output else None)
         window = _open_window(stack) if args.show else None
         overlay = Overlay() if writer or window else None
-        tracker = stack.enter_context(FaceTracker(args.max_faces))
+        tracker = stack.enter_context(FaceTracker(args.max_faces, camera=camera))
         progress = stack.enter_context(tqdm(
             total=source.length, unit="frame", disable=args.quiet, file=sys.stderr,
             dynamic_ncols=True, desc=_short(args.source)))
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
                     faces = tracker.process(frame)
                     if recorder:
                         if recorder.lines == 0:
-                            recorder.write(_header(args, source, frame))
+                            recorder.write(_header(args, source, frame, tracker))
                         recorder.write(frame_record(frame, faces, landmarks=args.record_landmarks))
                     latency = (time.monotonic() - frame.time if source.live
                                else time.perf_counter() - started)
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             interrupted = True
         finally:
             if recorder and recorder.lines == 0:
-                recorder.write(_header(args, source, None))
+                recorder.write(_header(args, source, None, tracker))
     return _finish(args, source, stats, interrupted)
 
 
@@ -108,10 +109,13 @@ def _annotate(overlay: Overlay, frame: Frame, faces: list[TrackedFace], stats: R
     return window.show(image) if window else True
 
 
-def _header(args: argparse.Namespace, source: Source, frame: Frame | None) -> dict:
-    intrinsics = Intrinsics.from_fov(*frame.size) if frame is not None else None
+def _header(args: argparse.Namespace, source: Source, frame: Frame | None,
+            tracker: FaceTracker) -> dict:
+    camera, intrinsics = tracker.camera, None
+    if frame is not None:
+        intrinsics = camera.scaled(*frame.size) if camera else Intrinsics.from_fov(*frame.size)
     return header(args.source, intrinsics, fps=source.fps, frame_count=source.length,
-                  landmarks=args.record_landmarks)
+                  landmarks=args.record_landmarks, landmarks_undistorted=tracker.undistorts)
 
 
 def _open_window(stack: contextlib.ExitStack) -> Window | None:

@@ -1,0 +1,172 @@
+"""`facetrack calibrate camera` and `facetrack calibrate board`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+from tqdm import tqdm
+
+from calibrate.boards import Board, BoardView, CharucoBoard, Checkerboard
+from calibrate.camera import (
+    MAX_VIEWS,
+    MIN_VIEWS,
+    camera_file,
+    collect_views,
+    solve,
+    write_camera_file,
+)
+from calibrate.coverage import CoverageDisplay
+from calibrate.views import ViewSelector
+from streams.errors import FacetrackError, SinkError
+from streams.frame import Frame
+from streams.sources import open_source
+from streams.window import Window, display_available
+
+CAMERA_EXAMPLES = """\
+examples:
+  facetrack calibrate camera --source board.mp4 --board 9x6 --square 25 --out cam.json
+  facetrack calibrate camera --source 0 --board 9x6 --square 25 --out cam.json --show
+  facetrack calibrate camera --source shots/ --charuco --board 7x5 --square 30 --marker 22 \\
+      --out cam.json
+then: facetrack run --source 0 --camera cam.json --show
+"""
+
+BOARD_EXAMPLES = """\
+examples:
+  facetrack calibrate board --board 9x6 --square 25 --out board.png
+  facetrack calibrate board --charuco --board 7x5 --square 30 --marker 22 --out charuco.png
+"""
+
+
+def add_calibrate_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("calibrate", help="calibrate a camera with a printed board",
+                       description="Measure a camera's intrinsics and lens distortion.")
+    actions = p.add_subparsers(dest="calibrate_command", required=True, metavar="ACTION")
+
+    camera = actions.add_parser(
+        "camera", help="solve a camera's intrinsics from views of a board",
+        description="Find the board in a video, image folder or camera, keep sharp views spread "
+                    "over the picture, solve the intrinsics and distortion, and write a camera "
+                    f"file for 'facetrack run --camera'. Needs at least {MIN_VIEWS} views; a "
+                    "camera runs until q in the window or Ctrl-C.",
+        epilog=CAMERA_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    camera.add_argument("--source", required=True,
+                        help="video file, image folder or glob, or camera (0, /dev/video2)")
+    _add_board_arguments(camera)
+    camera.add_argument("--out", required=True, metavar="FILE.json", help="camera file to write")
+    camera.add_argument("--max-views", type=_positive(int), default=MAX_VIEWS, metavar="N",
+                        help=f"solve with at most N views (default {MAX_VIEWS})")
+    camera.add_argument("--show", action="store_true",
+                        help="show the frames and the picture area covered so far")
+    camera.set_defaults(func=_camera)
+
+    board = actions.add_parser(
+        "board", help="draw a board to print",
+        description="Write a board image; printed at 100%% (no fit to page) at --dpi its "
+                    "squares are --square millimetres. Measure a printed square anyway and "
+                    "calibrate with what you measured.",
+        epilog=BOARD_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_board_arguments(board)
+    board.add_argument("--out", required=True, metavar="FILE.png", help="image to write")
+    board.add_argument("--dpi", type=_positive(int), default=300,
+                       help="print resolution (default 300)")
+    board.set_defaults(func=_board)
+
+
+def _add_board_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--board", required=True, type=_grid, metavar="COLSxROWS",
+                   help="checkerboard: inner corners (10x7 squares is 9x6); "
+                        "ChArUco: squares (as OpenCV and calib.io name it)")
+    p.add_argument("--square", required=True, type=_positive(float), metavar="MM",
+                   help="side of one square in millimetres")
+    p.add_argument("--charuco", action="store_true", help="a ChArUco board (default checkerboard)")
+    p.add_argument("--marker", type=_positive(float), metavar="MM",
+                   help="ChArUco: side of one marker in millimetres")
+    p.add_argument("--dictionary", default="DICT_5X5_100",
+                   help="ChArUco: OpenCV's ArUco dictionary (default DICT_5X5_100)")
+
+
+def _board_of(args: argparse.Namespace) -> Board:
+    if not args.charuco:
+        return Checkerboard(args.board, args.square)
+    if args.marker is None:
+        raise FacetrackError("--charuco needs --marker MM, the side of one marker")
+    return CharucoBoard(args.board, args.square, args.marker, args.dictionary)
+
+
+def _camera(args: argparse.Namespace) -> int:
+    board = _board_of(args)
+    folder = Path(args.out).resolve().parent
+    if not (folder.is_dir() and os.access(folder, os.W_OK)):
+        raise SinkError(f"cannot write {args.out}: {folder} is not a writable folder")
+    source = open_source(args.source)
+    with contextlib.ExitStack() as stack:
+        stack.callback(source.close)
+        display = _display(stack) if args.show else None
+        progress = stack.enter_context(tqdm(source, total=source.length, unit="frame",
+                                            file=sys.stderr, dynamic_ncols=True, disable=None))
+
+        def on_frame(frame: Frame, view: BoardView | None, selector: ViewSelector) -> bool:
+            progress.set_postfix_str(f"views {len(selector.candidates)}", refresh=False)
+            return display.show(frame, view, selector) if display else True
+
+        selector, count = collect_views(progress, board, args.max_views, on_frame)
+    calibration = solve(selector, count)
+    write_camera_file(args.out, camera_file(calibration, board, args.source))
+    camera, selection = calibration.intrinsics, calibration.selection
+    print(f"fx {camera.fx:.1f}  fy {camera.fy:.1f}  cx {camera.cx:.1f}  cy {camera.cy:.1f}  "
+          f"distortion {' '.join(f'{d:.4f}' for d in camera.distortion)}")
+    print(f"RMS reprojection error {calibration.rms:.3f} px over {len(selection.views)} views "
+          f"({selection.found} found in {count} frames: {selection.duplicates} near-duplicates, "
+          f"{selection.blurred} blurred) -> {args.out}")
+    return 0
+
+
+def _display(stack: contextlib.ExitStack) -> CoverageDisplay | None:
+    if not display_available():
+        print("facetrack: warning: no display found, --show ignored", file=sys.stderr)
+        return None
+    window = Window("facetrack calibrate")
+    stack.callback(window.close)
+    return CoverageDisplay(window, MIN_VIEWS)
+
+
+def _board(args: argparse.Namespace) -> int:
+    board = _board_of(args)
+    pixels = round(args.square / 25.4 * args.dpi)
+    image = board.image(pixels, margin=pixels // 2)  # the white border the detectors need
+    try:
+        written = cv2.imwrite(args.out, image)
+    except cv2.error:  # an extension OpenCV has no encoder for
+        written = False
+    if not written:
+        raise SinkError(f"cannot write {args.out}: not a writable path ending in .png, .jpg, ...")
+    height, width = (side / args.dpi * 2.54 for side in image.shape)
+    print(f"wrote {args.out}: {width:.1f} x {height:.1f} cm at {args.dpi} dpi; print at 100%, "
+          "measure a square and pass that to --square")
+    return 0
+
+
+def _grid(text: str) -> tuple[int, int]:
+    cols, _, rows = text.lower().partition("x")
+    if not (cols.isdigit() and rows.isdigit()):
+        raise argparse.ArgumentTypeError(f"expected COLSxROWS such as 9x6, got {text!r}")
+    return int(cols), int(rows)
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    """An argparse type: a number of ``kind`` above zero."""
+    def parse(text: str) -> int | float:
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its "invalid int value" error
+    return parse

@@ -1,0 +1,188 @@
+"""Learns the landmark embedding (`tracker.embedding`) from MediaPipe's output on renders.
+
+    .venv/bin/python -m tracker.embedding_fit [--renders 600] [--held-out 150] [--seed 0]
+
+For each render of a random face we know every vertex's projection and whether it is visible,
+and MediaPipe tells where it puts its 478 landmarks. Each landmark becomes the surface point
+whose projections best match MediaPipe's across the renders: first the best vertex (an exhaustive
+search, as a few matrix products), then the best barycentric point in the triangles around it.
+MediaPipe's whole mesh also sits a few pixels and a percent or two off per image; that offset is
+noise, not geometry, so each render's 2D similarity is fitted and removed between rounds.
+Face-contour landmarks follow the silhouette, so they get a point per yaw bin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from mediapipe.python.solutions import face_mesh
+
+from tracker.embedding import LandmarkEmbedding
+
+YAW_BINS = np.arange(-50.0, 51.0, 12.5, dtype=np.float32)
+CONTOUR = np.array(sorted({i for edge in face_mesh.FACEMESH_FACE_OVAL for i in edge}))
+IRIS_CENTRES = (468, 473)
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Renders as the solver sees them (N renders, C candidate vertices, 478 landmarks)."""
+
+    projected: np.ndarray  # (N, C, 2) candidate vertices in pixels
+    visible: np.ndarray  # (N, C) bool
+    landmarks: np.ndarray  # (N, 478, 2) MediaPipe's, in pixels
+    yaw: np.ndarray  # (N,) degrees
+
+    def __len__(self) -> int:
+        return len(self.yaw)
+
+
+def fit(samples: Samples, triangles: np.ndarray, rounds: int = 3,
+        yaw_bins: np.ndarray = YAW_BINS, contour: np.ndarray = CONTOUR,
+        min_visible: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
+    """(triangles (478, B), weights (478, B, 3)) of the best surface points.
+
+    TRIANGLES (T, 3) index the candidate vertices of SAMPLES. A candidate must be visible in at
+    least MIN_VISIBLE of the (weighted) renders to be chosen.
+    """
+    count = samples.landmarks.shape[1]
+    rings = _vertex_rings(triangles, samples.projected.shape[1])
+    target = samples.landmarks.copy()
+    bins = len(yaw_bins)
+    chosen_tri = np.zeros((count, bins), np.int64)
+    chosen_w = np.zeros((count, bins, 3), np.float32)
+    kernels = _bin_kernels(samples.yaw, yaw_bins)
+    for _ in range(rounds):
+        everyone = np.ones(len(samples), np.float32)
+        inner = _best_points(samples, target, everyone, np.arange(count), triangles, rings,
+                             min_visible)
+        chosen_tri[:] = inner[0][:, None]
+        chosen_w[:] = inner[1][:, None]
+        for b in range(bins):
+            tri, w = _best_points(samples, target, kernels[b], contour, triangles, rings,
+                                  min_visible)
+            chosen_tri[contour, b], chosen_w[contour, b] = tri, w
+        predicted = project(samples, triangles, chosen_tri, chosen_w, yaw_bins)
+        target = _remove_similarity(samples.landmarks, predicted)
+    return chosen_tri, chosen_w
+
+
+def project(samples: Samples, triangles: np.ndarray, tri: np.ndarray, weights: np.ndarray,
+            yaw_bins: np.ndarray = YAW_BINS) -> np.ndarray:
+    """(N, 478, 2) where an embedding puts the landmarks in each render, blending yaw bins
+    as `LandmarkEmbedding.points` does (in the image: exact for the weights, close enough for
+    the perspective over one triangle)."""
+    embedding = LandmarkEmbedding(yaw_bins, tri, triangles[tri], weights, {})
+    return embedding.points(samples.projected, samples.yaw)[..., :2]
+
+
+def errors(samples: Samples, predicted: np.ndarray) -> dict[str, float]:
+    """Mean landmark error in pixels and in % of the inter-ocular distance (iris centres),
+    raw and after each render's similarity offset is removed, for contour and inner points."""
+    iod = np.linalg.norm(samples.landmarks[:, IRIS_CENTRES[0]]
+                         - samples.landmarks[:, IRIS_CENTRES[1]], axis=-1)
+    raw = np.linalg.norm(predicted - samples.landmarks, axis=-1)
+    aligned = np.linalg.norm(predicted - _remove_similarity(samples.landmarks, predicted), axis=-1)
+    inner = np.setdiff1d(np.arange(samples.landmarks.shape[1]), CONTOUR)
+    scale = (aligned / iod[:, None]).mean() * 100
+    return {
+        "renders": len(samples),
+        "mean_px": float(raw.mean()),
+        "mean_iod_percent": float((raw / iod[:, None]).mean() * 100),
+        "contour_iod_percent": float((raw[:, CONTOUR] / iod[:, None]).mean() * 100),
+        "inner_iod_percent": float((raw[:, inner] / iod[:, None]).mean() * 100),
+        "similarity_removed_px": float(aligned.mean()),
+        "similarity_removed_iod_percent": float(scale),
+    }
+
+
+def _bin_kernels(yaw: np.ndarray, bins: np.ndarray) -> np.ndarray:
+    """(B, N) triangular weights of each render for each yaw bin (one bin spacing wide)."""
+    spacing = float(np.diff(bins).mean()) if len(bins) > 1 else 1.0
+    clamped = np.clip(yaw, bins[0], bins[-1])
+    return np.clip(1.0 - np.abs(clamped[None] - bins[:, None]) / spacing, 0.0, None)
+
+
+def _best_points(samples: Samples, target: np.ndarray, weight: np.ndarray, rows: np.ndarray,
+                 triangles: np.ndarray, rings: list[np.ndarray],
+                 min_visible: float) -> tuple[np.ndarray, np.ndarray]:
+    """Best triangle and weights for landmarks ROWS under render weights WEIGHT (N,)."""
+    vertex = _best_vertices(samples, target[:, rows], weight, min_visible)
+    tris = np.zeros(len(rows), np.int64)
+    weights = np.zeros((len(rows), 3), np.float32)
+    for i, (row, v) in enumerate(zip(rows, vertex, strict=True)):
+        tris[i], weights[i] = _best_in_ring(samples, target[:, row], weight, triangles, rings[v])
+    return tris, weights
+
+
+def _best_vertices(samples: Samples, target: np.ndarray, weight: np.ndarray,
+                   min_visible: float) -> np.ndarray:
+    """For each landmark of TARGET (N, L, 2), the candidate vertex with the least weighted mean
+    squared distance over the renders where it is visible, as three matrix products."""
+    # Centre each render on its landmarks: small numbers keep float32 sums exact enough.
+    centre = target.mean(axis=1, keepdims=True)
+    p = samples.projected - centre  # (N, C, 2)
+    q = target - centre  # (N, L, 2)
+    a = weight[:, None] * samples.visible  # (N, C)
+    seen = a.sum(axis=0)
+    sq_p = (a * (p ** 2).sum(-1)).sum(axis=0)  # (C,)
+    cross = np.einsum("nld,ncd->lc", q, a[..., None] * p, optimize=True)  # (L, C)
+    sq_q = (q ** 2).sum(-1).T @ a  # (L, C)
+    cost = (sq_p[None] - 2 * cross + sq_q) / np.maximum(seen, 1e-9)[None]
+    cost[:, seen < min_visible * weight.sum()] = np.inf
+    return cost.argmin(axis=1)
+
+
+def _best_in_ring(samples: Samples, target: np.ndarray, weight: np.ndarray,
+                  triangles: np.ndarray, ring: np.ndarray) -> tuple[int, np.ndarray]:
+    """The triangle of RING and barycentric weights whose projections best match TARGET (N, 2):
+    a weighted 2-parameter least squares per triangle, clamped into the triangle."""
+    best = (np.inf, int(ring[0]), np.array([1.0, 0.0, 0.0], np.float32))
+    for t in ring:
+        corners = triangles[t]
+        q = samples.projected[:, corners]  # (N, 3, 2)
+        a = weight * samples.visible[:, corners].all(axis=1)
+        if a.sum() <= 0:
+            continue
+        basis = np.stack([q[:, 1] - q[:, 0], q[:, 2] - q[:, 0]], axis=-1)  # (N, 2, 2)
+        residual = target - q[:, 0]
+        normal = np.einsum("n,ndi,ndj->ij", a, basis, basis)
+        rhs = np.einsum("n,ndi,nd->i", a, basis, residual)
+        try:
+            ab = np.linalg.solve(normal, rhs)
+        except np.linalg.LinAlgError:
+            continue
+        ab = np.clip(ab, 0.0, 1.0)
+        if ab.sum() > 1.0:
+            ab = ab / ab.sum()
+        miss = residual - basis @ ab
+        cost = float((a * (miss ** 2).sum(-1)).sum() / a.sum())
+        if cost < best[0]:
+            best = (cost, int(t), np.array([1.0 - ab.sum(), ab[0], ab[1]], np.float32))
+    return best[1], best[2]
+
+
+def _vertex_rings(triangles: np.ndarray, vertex_count: int) -> list[np.ndarray]:
+    """The triangles around each vertex."""
+    order = np.argsort(triangles.ravel(), kind="stable")
+    owners = order // 3
+    starts = np.searchsorted(triangles.ravel()[order], np.arange(vertex_count + 1))
+    return [owners[starts[v]:starts[v + 1]] for v in range(vertex_count)]
+
+
+def _remove_similarity(landmarks: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """LANDMARKS (N, L, 2) moved by the inverse of each render's best 2D similarity from
+    PREDICTED to them, renormalised so the similarities average to none (no drift)."""
+    # Complex numbers make a 2D similarity one product: z -> s * (z - centre) + centre + shift.
+    zl = landmarks[..., 0] + 1j * landmarks[..., 1]
+    zp = predicted[..., 0] + 1j * predicted[..., 1]
+    centre = zp.mean(axis=1, keepdims=True)
+    a, b = zp - centre, zl - zl.mean(axis=1, keepdims=True)
+    s = (np.conj(a) * b).sum(axis=1, keepdims=True) / (np.abs(a) ** 2).sum(axis=1, keepdims=True)
+    shift = zl.mean(axis=1, keepdims=True) - centre
+    size = np.sqrt((np.abs(a) ** 2).mean(axis=1, keepdims=True))
+    s = s / np.exp(np.log(s).mean())  # the average scale and angle belong to the embedding
+    shift = shift - (shift / size).mean() * size  # likewise the average offset, in face sizes
+    back = (zl - centre - shift) / s + centre
+    return np.stack([back.real, back.imag], axis=-1).astype(np.float32)
