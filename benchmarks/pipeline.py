@@ -28,6 +28,9 @@ from tracker.native_log import filter_native_stderr
 from tracker.overlay import Overlay
 from tracker.pipeline import FaceTracker
 from tracker.records import frame_record
+from tracker.refine import Refiner
+from tracker.regressor import Regressor
+from tracker.smoothing import Smoother
 
 FOOTAGE = Path(__file__).resolve().parents[2] / "shared" / "footage"
 
@@ -72,13 +75,16 @@ def floor(clip: Path, frames: int, times: dict[str, list[float]]) -> None:
 
 def pipeline(clip: Path, frames: int, out_dir: Path, times: dict[str, list[float]],
              output: bool) -> None:
-    """The stages of ``facetrack run --record --record-landmarks`` with an overlay drawn,
+    """The stages of ``facetrack run --record --record-landmarks`` (the regressor on ONNX
+    Runtime, then the smoother) with an overlay drawn,
     and with ``output`` also ``--output`` (H.264 encoding on its own thread)."""
     overlay = Overlay()
     prefix = "facetrack + H.264 output" if output else "facetrack"
     with contextlib.ExitStack() as stack:
         source = stack.enter_context(open_source(str(clip)))
-        tracker = stack.enter_context(FaceTracker(1))
+        tracker = stack.enter_context(FaceTracker(1, regressor=Regressor(engine="onnxruntime"),
+                                                  refiner=Refiner.load(),
+                                                  smoother=Smoother()))
         recorder = stack.enter_context(Recorder(out_dir / "bench.jsonl"))
         writer = (stack.enter_context(VideoWriter(out_dir / "bench.mp4", source.fps))
                   if output else None)
@@ -92,6 +98,10 @@ def pipeline(clip: Path, frames: int, out_dir: Path, times: dict[str, list[float
             t2 = time.perf_counter()
             faces = tracker.ids.update(observations, frame.time)
             t3 = time.perf_counter()
+            faces = tracker.fit(faces, *frame.size)
+            t3b = time.perf_counter()
+            faces = tracker.smooth(faces, frame.time)
+            t3c = time.perf_counter()
             recorder.write(frame_record(frame, faces, landmarks=True))
             t4 = time.perf_counter()
             overlay.draw(frame.image, faces, "fps 30.0  latency 5 ms  faces 1")
@@ -101,7 +111,9 @@ def pipeline(clip: Path, frames: int, out_dir: Path, times: dict[str, list[float
             stages["wait for decoded frame"].append(t1 - last)
             stages["landmarks (MediaPipe + numpy)"].append(t2 - t1)
             stages["track ids"].append(t3 - t2)
-            stages["record (with landmarks)"].append(t4 - t3)
+            stages["regressor (ONNX Runtime, 1 thread) + refinement (1 step)"].append(t3b - t3)
+            stages["smoother"].append(t3c - t3b)
+            stages["record (with landmarks)"].append(t4 - t3c)
             stages["overlay"].append(t5 - t4)
             stages["per frame"].append(t5 - last)
             last = t5

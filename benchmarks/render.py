@@ -8,7 +8,8 @@ that the nose hides part of a cheek:
 - numpy: every triangle's bounding-box pixels at once, edge tests as array maths, the nearest
   fragment per pixel by a sort;
 - opencv: painter's algorithm, triangles sorted far to near, one `cv2.fillConvexPoly` each.
-Uses: the live overlay (face and head regions, face 250 px tall: `draw_mesh`,
+Also the face model's mesh evaluation (one coefficient set, the face region and the whole
+mesh). Uses: the live overlay (face and head regions, face 250 px tall: `draw_mesh`,
 `draw_wireframe`, `draw_axes`) and synthetic frames (`render_face`, whole head). Also the
 first call's cost in a fresh process: numba compiling, or loading its cache.
 """
@@ -170,6 +171,10 @@ def main() -> None:
                                                  args.repeats)))
 
     rng = np.random.default_rng(0)
+    identity, expression = rng.standard_normal(100), rng.uniform(0, 1, 53)
+    for region in ("face", None):
+        rows.append(("face model, one coefficient set", f"vertices(region={region!r})", *timed(
+            lambda r=region: model.vertices(identity, expression, region=r), args.repeats)))
     synthetic = SyntheticFace(model)
     appearance = Appearance.random(rng)
     background = random_background(rng, CAMERA.width, CAMERA.height)

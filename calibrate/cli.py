@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 from tqdm import tqdm
@@ -22,11 +23,16 @@ from calibrate.camera import (
     write_camera_file,
 )
 from calibrate.coverage import CoverageDisplay
+from calibrate.intrinsics import load_camera
 from calibrate.views import ViewSelector
 from streams.errors import FacetrackError, SinkError
 from streams.frame import Frame
 from streams.sources import open_source
 from streams.window import Window, display_available
+from tracker.expressions import ICT_EXPRESSION_NAMES
+
+if TYPE_CHECKING:
+    from tracker.tracks import TrackedFace
 
 CAMERA_EXAMPLES = """\
 examples:
@@ -35,6 +41,14 @@ examples:
   facetrack calibrate camera --source shots/ --charuco --board 7x5 --square 30 --marker 22 \\
       --out cam.json
 then: facetrack run --source 0 --camera cam.json --show
+"""
+
+FACE_EXAMPLES = """\
+examples:
+  facetrack calibrate face --source 0 --out me.json --show          # camera: follow the prompts
+  facetrack calibrate face --source 0 --routine --out me.json --camera cam.json
+  facetrack calibrate face --source me_still.mp4 --seconds 2 --out me.json
+then: facetrack run --source 0 --profile me.json --show
 """
 
 BOARD_EXAMPLES = """\
@@ -65,6 +79,30 @@ def add_calibrate_command(sub: argparse._SubParsersAction) -> None:
     camera.add_argument("--show", action="store_true",
                         help="show the frames and the picture area covered so far")
     camera.set_defaults(func=_camera)
+
+    face = actions.add_parser(
+        "face", help="make a face profile: identity, resting face, expression ranges",
+        description="Track a face, find its stillest frontal stretch of --seconds, and write a "
+                    "face profile for 'facetrack run --profile': the identity averaged over that "
+                    "stretch and its resting expression, with --routine also how far each "
+                    "expression goes. A camera prompts what to do (on stderr, and in the window "
+                    "with --show) and stops when done; a file is read to its end.",
+        epilog=FACE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    face.add_argument("--source", required=True,
+                      help="video file, image folder or glob, or camera (0, /dev/video2)")
+    face.add_argument("--seconds", type=_positive(float), default=3.0,
+                      help="length of the still stretch to average (default 3)")
+    face.add_argument("--routine", action="store_true",
+                      help="also record each expression's range from a routine of faces (smile, "
+                           "open mouth, raise brows, blink, look around)")
+    face.add_argument("--out", required=True, metavar="FILE.json", help="profile to write")
+    face.add_argument("--camera", metavar="FILE.json",
+                      help="camera file from 'facetrack calibrate camera' (default: assume a "
+                           "60° horizontal field of view)")
+    face.add_argument("--focal", type=_positive(float), metavar="PIXELS",
+                      help="the camera's focal length in pixels, when known but not calibrated")
+    face.add_argument("--show", action="store_true", help="show the tracked face and prompts")
+    face.set_defaults(func=_face)
 
     board = actions.add_parser(
         "board", help="draw a board to print",
@@ -102,9 +140,7 @@ def _board_of(args: argparse.Namespace) -> Board:
 
 def _camera(args: argparse.Namespace) -> int:
     board = _board_of(args)
-    folder = Path(args.out).resolve().parent
-    if not (folder.is_dir() and os.access(folder, os.W_OK)):
-        raise SinkError(f"cannot write {args.out}: {folder} is not a writable folder")
+    _check_writable(args.out)
     source = open_source(args.source)
     with contextlib.ExitStack() as stack:
         stack.callback(source.close)
@@ -128,13 +164,69 @@ def _camera(args: argparse.Namespace) -> int:
     return 0
 
 
+def _face(args: argparse.Namespace) -> int:
+    # MediaPipe and ONNX Runtime load in seconds: only for the command that tracks.
+    from calibrate.face import Script, collect, make_profile
+    from tracker.overlay import Overlay
+    from tracker.pipeline import FaceTracker
+    from tracker.refine import Refiner
+    from tracker.regressor import Regressor
+
+    camera = load_camera(args.camera) if args.camera else None
+    _check_writable(args.out)
+    source = open_source(args.source)
+    script = Script(args.seconds, args.routine) if source.live else None
+    with contextlib.ExitStack() as stack:
+        stack.callback(source.close)
+        window = _window(stack) if args.show else None
+        overlay = Overlay() if window else None
+        # The same fits as `facetrack run` makes by default, so the resting face matches.
+        tracker = stack.enter_context(FaceTracker(camera=camera, regressor=Regressor(),
+                                                  focal=args.focal, refiner=Refiner.load()))
+        progress = stack.enter_context(tqdm(source, total=source.length, unit="frame",
+                                            file=sys.stderr, dynamic_ncols=True, disable=None))
+        shown: list[str] = []
+
+        def on_frame(frame: Frame, faces: list[TrackedFace], prompt: str) -> bool:
+            if prompt and shown[-1:] != [prompt]:
+                shown.append(prompt)
+                progress.write(f"facetrack: {prompt}", file=sys.stderr)
+            if overlay is None:
+                return True
+            image = frame.image.copy()
+            return window.show(overlay.draw(image, faces, prompt))
+
+        samples = collect(progress, tracker, script, on_frame)
+        version = tracker.regressor.manifest.model_version
+    profile = make_profile(samples, args.seconds, args.routine, args.source, version)
+    profile.write(args.out)
+    frames = profile.info["frames"]
+    rest = sorted(zip(profile.rest, ICT_EXPRESSION_NAMES, strict=True), reverse=True)[:3]
+    print(f"identity and rest from {frames['used']} frames ({frames['first']}-{frames['last']}); "
+          f"largest rest: {', '.join(f'{name} {value:.2f}' for value, name in rest)}"
+          f"{'; ranges from ' + str(frames['routine']) + ' frames' if args.routine else ''}"
+          f" -> {args.out}")
+    return 0
+
+
+def _check_writable(path: str) -> None:
+    folder = Path(path).resolve().parent
+    if not (folder.is_dir() and os.access(folder, os.W_OK)):
+        raise SinkError(f"cannot write {path}: {folder} is not a writable folder")
+
+
 def _display(stack: contextlib.ExitStack) -> CoverageDisplay | None:
+    window = _window(stack)
+    return CoverageDisplay(window, MIN_VIEWS) if window else None
+
+
+def _window(stack: contextlib.ExitStack) -> Window | None:
     if not display_available():
         print("facetrack: warning: no display found, --show ignored", file=sys.stderr)
         return None
     window = Window("facetrack calibrate")
     stack.callback(window.close)
-    return CoverageDisplay(window, MIN_VIEWS)
+    return window
 
 
 def _board(args: argparse.Namespace) -> int:

@@ -3,7 +3,6 @@ the camera file ``facetrack calibrate camera`` writes (see docs/camera-calibrati
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from calibrate.files import load_versioned
 from streams.errors import FacetrackError
 
 DEFAULT_FOV_DEGREES = 60.0
@@ -83,18 +83,8 @@ class Intrinsics:
 
 def load_camera(path: str | Path) -> Intrinsics:
     """The calibrated intrinsics of a camera file, checked: anything else is a one-line error."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except OSError as error:
-        raise FacetrackError(f"cannot read camera file {path}: {error.strerror}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise FacetrackError(f"{path} is not a camera file: not JSON ({error})") from None
-    if not isinstance(data, dict) or data.get("format") != CAMERA_FORMAT:
-        raise FacetrackError(f"{path} is not a camera file (no \"format\": \"{CAMERA_FORMAT}\"): "
-                             "make one with facetrack calibrate camera")
-    if data.get("version") != CAMERA_VERSION:
-        raise FacetrackError(f"{path} is camera file version {data.get('version')}, this "
-                             f"facetrack reads version {CAMERA_VERSION}")
+    data = load_versioned(path, "camera file", CAMERA_FORMAT, CAMERA_VERSION,
+                          "make one with facetrack calibrate camera")
     missing = [k for k in ("fx", "fy", "cx", "cy", "distortion", "image_size") if k not in data]
     if missing:
         raise FacetrackError(f"{path} is not a complete camera file: no {', '.join(missing)}")

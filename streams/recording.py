@@ -31,6 +31,12 @@ class Recorder:
             raise SinkError(f"cannot write record {self.path}: {error.strerror}") from None
         self.lines += 1
 
+    # The sink interface (streams/sinks.py): header and frames are lines alike, and a file
+    # write waits rather than drops.
+    send_header = write
+    send_frame = write
+    dropped = 0
+
     def close(self) -> None:
         self._file.close()
 
@@ -43,8 +49,24 @@ class Recorder:
 
 def read_records(path: str | Path) -> tuple[dict, list[dict]]:
     """(header, frame records) of a recording."""
-    with open(path, "rb") as file:
-        lines = [orjson.loads(line) for line in file if line.strip()]
+    try:
+        with open(path, "rb") as file:
+            lines = [orjson.loads(line) for line in file if line.strip()]
+    except OSError as error:
+        raise SinkError(f"cannot read recording {path}: {error.strerror}") from None
+    except orjson.JSONDecodeError as error:
+        raise SinkError(f"{path} is not a facetrack recording: {error}") from None
     if not lines or lines[0].get("type") != "header":
         raise SinkError(f"{path} is not a facetrack recording: no header line")
     return lines[0], lines[1:]
+
+
+def tracked_face(record: dict, track: int | None = None) -> dict | None:
+    """The face a single-face consumer follows in a frame record (the VMC bridge, the exports):
+    the first one tracked with a pose and an expression, or track TRACK's; None when none is.
+    Coasting faces are left out: they are predictions, not what the camera saw."""
+    for face in record["faces"]:
+        if (face["status"] == "tracking" and "rotation" in face and "expression" in face
+                and (track is None or face["track"] == track)):
+            return face
+    return None

@@ -4,8 +4,6 @@ distortion), calibrated by the ``facetrack`` command, checked against the truth.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import av
@@ -23,7 +21,8 @@ from streams.frame import Frame
 from streams.recording import read_records
 from tracker.pipeline import FaceTracker
 
-FACETRACK = str(Path(sys.executable).parent / "facetrack")
+from cli_helpers import assert_one_line_error, facetrack
+
 SIZE = (640, 480)
 TRUTH = Intrinsics(600.0, 606.0, 326.0, 236.0, *SIZE,
                    distortion=(-0.12, 0.06, 0.0008, -0.0006, 0.0))
@@ -32,18 +31,8 @@ CHARUCO = CharucoBoard((7, 5), 30.0, 22.0, "DICT_5X5_100")
 PIXELS_PER_SQUARE = 60
 
 
-def facetrack(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([FACETRACK, *args], capture_output=True, text=True, timeout=120)
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> str:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1, result.stderr
-    for word in words:
-        assert word in errors[0], errors[0]
-    return errors[0]
 
 
 class Renderer:

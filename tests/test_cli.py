@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,20 +13,7 @@ import pytest
 
 from streams.recording import read_records
 
-FACETRACK = str(Path(sys.executable).parent / "facetrack")
-
-
-def facetrack(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([FACETRACK, *args], capture_output=True, text=True, timeout=timeout)
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1, result.stderr
-    for word in words:
-        assert word in errors[0]
+from cli_helpers import FACETRACK, assert_one_line_error, facetrack
 
 
 def test_record_of_a_video(footage_dir: Path, tmp_path: Path) -> None:

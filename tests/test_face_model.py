@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import timeit
 from pathlib import Path
 
 import numpy as np
@@ -108,15 +107,6 @@ def test_misuse_is_a_value_error(model: FaceModel) -> None:
         model.vertices(region="nose")
     with pytest.raises(ValueError, match=r"expression needs \(\.\.\., 53\)"):
         model.vertices(expression=np.zeros(52))
-
-
-def test_face_region_is_fast(model: FaceModel) -> None:
-    rng = np.random.default_rng(2)
-    identity, expression = rng.standard_normal(100), rng.uniform(0, 1, 53)
-    model.vertices(identity, expression, region="face")
-    seconds = min(timeit.repeat(lambda: model.vertices(identity, expression, region="face"),
-                                number=20, repeat=5)) / 20
-    assert seconds < 1e-3
 
 
 def test_posed(model: FaceModel) -> None:

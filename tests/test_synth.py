@@ -4,8 +4,6 @@ and against MediaPipe."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import av
@@ -20,14 +18,13 @@ from tracker.pose import angles
 from tracker.render import project
 from tracker.synth import CLIP_NAMES, ClipMaker, clip_names, load_truth, scripted
 
-FACETRACK = str(Path(sys.executable).parent / "facetrack")
+from cli_helpers import facetrack
+
 FRAMES, SEED = 24, 3
 # Outer eye corners, nose tip and mouth corners: MediaPipe's indices and the 68 landmarks'.
 MEDIAPIPE_POINTS, LANDMARK68_POINTS = [33, 263, 1, 61, 291], [36, 45, 30, 48, 54]
 
 
-def facetrack(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([FACETRACK, *args], capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,14 @@ import sys
 from collections.abc import Callable, Sequence
 
 from calibrate.cli import add_calibrate_command
+from engines.train_cli import add_train_command
+from streams.cli import add_stream_commands
 from streams.errors import FacetrackError
+from streams.sinks import add_sink_arguments
 from tracker.model_cli import add_model_command
 from tracker.native_log import filter_native_stderr
+from tracker.refine import DEFAULT_STEPS
+from tracker.regressor import DEFAULT_MODEL
 from tracker.synth import add_synth_command
 
 RUN_EXAMPLES = """\
@@ -23,6 +28,7 @@ examples:
   facetrack run --source 'photos/*.jpg' --record photos.jsonl
   facetrack run --source rtsp://127.0.0.1:8554/cam --show
   facetrack run --source clip.mp4 --realtime --show     # paced at the clip's own frame rate
+  facetrack run --source 0 --publish                    # faces on tcp://127.0.0.1:5570
 """
 
 
@@ -47,9 +53,40 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--realtime", action="store_true",
                    help="pace a file at its own frame rate instead of as fast as possible")
     p.add_argument("--quiet", action="store_true", help="no progress bar or status line")
+    p.add_argument("--focal", type=_positive_float, metavar="PIXELS",
+                   help="the camera's focal length in pixels, when known but not calibrated")
+    p.add_argument("--engine", default="auto",
+                   choices=("auto", "onnxruntime", "tensorrt", "cuda", "ort-tensorrt"),
+                   help="where the regressor runs (default auto: TensorRT or CUDA when they "
+                        "work here, else ONNX Runtime on one CPU thread)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"),
+                   help="TensorRT's precision (int8 calibrates on synthetic faces the first "
+                        "time; the engine is cached); the other engines run fp32")
+    p.add_argument("--regressor", default=str(DEFAULT_MODEL), metavar="FILE.onnx",
+                   help="regressor model, with its manifest beside it (default: the built-in)")
+    p.add_argument("--refine", type=_steps, default=DEFAULT_STEPS, metavar="STEPS",
+                   help=f"Levenberg-Marquardt steps on pose and expression against the "
+                        f"landmarks after the regressor (default {DEFAULT_STEPS}, about 0.65 ms a "
+                        "face each; 0: the regressor alone, which needs no face model)")
+    p.add_argument("--mesh", action="store_true",
+                   help="draw each fitted face's shaded mesh in --output and --show "
+                        "(needs the face model)")
+    p.add_argument("--model", metavar="PATH",
+                   help="face model file for --refine and --mesh (default: $FACETRACK_MODEL, "
+                        "else the installed one)")
     p.add_argument("--camera", metavar="FILE.json",
                    help="calibrated intrinsics and lens distortion from 'facetrack calibrate "
                         "camera' (default: assume a 60° horizontal field of view, no distortion)")
+    p.add_argument("--profile", metavar="FILE.json",
+                   help="a face profile from 'facetrack calibrate face': hold the identity to "
+                        "it and read expressions from its resting face to its ranges")
+    p.add_argument("--no-smooth", action="store_true",
+                   help="publish the regressor's raw per-frame output instead of the smoothed "
+                        "face states (no velocities or variances)")
+    p.add_argument("--predict-ms", type=_predict_ms, default=0.0, metavar="MS",
+                   help="publish the smoothed state predicted MS milliseconds past each frame's "
+                        "capture time, to hide latency (default 0)")
+    add_sink_arguments(p)
     p.set_defaults(func=_run)
 
 
@@ -79,6 +116,28 @@ def _sources(args: argparse.Namespace) -> int:
     return 0
 
 
+def _steps(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 10:
+        raise argparse.ArgumentTypeError(f"must be 0 to 10, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _predict_ms(text: str) -> float:
+    """Milliseconds ahead; beyond a second a constant-velocity guess means nothing."""
+    value = float(text)
+    if not 0 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1000, got {text}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -88,6 +147,7 @@ def _positive_int(text: str) -> int:
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_run, _add_sources, add_model_command, add_calibrate_command, add_synth_command,
+    add_train_command, add_stream_commands,
 ]
 
 

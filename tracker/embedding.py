@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
-from streams.errors import FacetrackError
+from calibrate.files import load_versioned
 
 FORMAT = "facetrack-landmark-embedding"
 VERSION = 1
@@ -39,15 +40,8 @@ class LandmarkEmbedding:
     @classmethod
     def load(cls, triangles: np.ndarray, path: str | Path = DEFAULT_PATH) -> LandmarkEmbedding:
         """Read an embedding file; TRIANGLES are the face model's (to resolve corners)."""
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as error:
-            raise FacetrackError(f"cannot read landmark embedding {path}: {error}") from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise FacetrackError(f"{path} is not a facetrack landmark embedding")
-        if data.get("version") != VERSION:
-            raise FacetrackError(f"{path}: embedding version {data.get('version')} is not "
-                                 f"{VERSION}; regenerate it with python -m tracker.embedding_fit")
+        data = load_versioned(path, "landmark embedding", FORMAT, VERSION,
+                              "regenerate it with python -m tracker.embedding_fit")
         tris = np.asarray(data["triangles"], np.int64)
         return cls(np.asarray(data["yaw_bins"], np.float32), tris,
                    np.asarray(triangles)[tris], np.asarray(data["weights"], np.float32),
@@ -60,10 +54,14 @@ class LandmarkEmbedding:
                 "weights": np.round(self.weights, 5).tolist()}
         Path(path).write_text(json.dumps(data, separators=(",", ":")) + "\n")
 
-    @property
+    @cached_property
     def vertex_index(self) -> np.ndarray:
         """The vertices the landmarks are made of, sorted."""
         return np.unique(self.corners)
+
+    @cached_property
+    def _corners_in_index(self) -> np.ndarray:
+        return np.searchsorted(self.vertex_index, self.corners)
 
     def points(self, vertices: np.ndarray, yaw_degrees: float | np.ndarray = 0.0,
                index: np.ndarray | None = None) -> np.ndarray:
@@ -72,25 +70,33 @@ class LandmarkEmbedding:
         VERTICES are the whole mesh, or only ``vertex_index``'s vertices when INDEX is that
         array (the cheap way per frame).
         """
-        corners = self.corners if index is None else np.searchsorted(index, self.corners)
-        yaw = np.asarray(yaw_degrees, np.float32)
-        low, share = self._blend(yaw)
-        high = np.minimum(low + 1, len(self.yaw_bins) - 1)
+        if index is None:
+            corners = self.corners
+        elif index is self.vertex_index:  # the usual case, worked out once
+            corners = self._corners_in_index
+        else:
+            corners = np.searchsorted(index, self.corners)
+        low, high, share = self.blend(np.asarray(yaw_degrees, np.float32))
         lead = vertices.shape[:-2]
         flat = vertices.reshape(-1, *vertices.shape[-2:])
         low, high, share = (np.broadcast_to(a, lead).reshape(-1) for a in (low, high, share))
-        out = np.empty((len(flat), len(self.corners), flat.shape[-1]), np.float32)
-        for i, mesh in enumerate(flat):
-            below = np.einsum("jk,jkc->jc", self.weights[:, low[i]], mesh[corners[:, low[i]]])
-            above = np.einsum("jk,jkc->jc", self.weights[:, high[i]], mesh[corners[:, high[i]]])
-            out[i] = below + share[i] * (above - below)
-        return out.reshape(*lead, *out.shape[1:])
+        rows = np.arange(len(flat))[:, None, None]
 
-    def _blend(self, yaw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Lower bin index and the share of the bin above, for yaws clamped to the bins."""
+        def at(bins: np.ndarray) -> np.ndarray:
+            """(M, 478, C) the landmarks of each mesh in its own bin."""
+            return np.einsum("mjk,mjkc->mjc", self.weights[:, bins].transpose(1, 0, 2),
+                             flat[rows, corners[:, bins].transpose(1, 0, 2)])
+
+        below = at(low)
+        out = below + share[:, None, None] * (at(high) - below)
+        return out.astype(np.float32).reshape(*lead, *out.shape[1:])
+
+    def blend(self, yaw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Lower and upper bin index and the share of the upper bin, for yaws clamped to the
+        bins: landmarks at YAW are ``below + share * (above - below)``."""
         bins = self.yaw_bins
         yaw = np.clip(yaw, bins[0], bins[-1])
         low = np.clip(np.searchsorted(bins, yaw, side="right") - 1, 0, len(bins) - 1)
         high = np.minimum(low + 1, len(bins) - 1)
         span = np.where(high > low, bins[high] - bins[low], 1.0)
-        return low, np.where(high > low, (yaw - bins[low]) / span, 0.0).astype(np.float32)
+        return low, high, np.where(high > low, (yaw - bins[low]) / span, 0.0).astype(np.float32)

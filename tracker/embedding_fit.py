@@ -1,6 +1,6 @@
 """Learns the landmark embedding (`tracker.embedding`) from MediaPipe's output on renders.
 
-    .venv/bin/python -m tracker.embedding_fit [--renders 700] [--held-out 150] [--seed 0]
+    .venv/bin/python -m tracker.embedding_fit [--renders 1500] [--held-out 300] [--seed 0]
 
 For each render of a random face we know every vertex's projection and whether it is visible,
 and MediaPipe tells where it puts its 478 landmarks. Each landmark becomes the surface point
@@ -16,6 +16,7 @@ beats one point per inner landmark by about 1% of the inter-ocular distance).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import dataclass
 
@@ -275,8 +276,8 @@ def _subset(samples: Samples, rows: slice) -> Samples:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Learn the landmark embedding from renders.")
-    parser.add_argument("--renders", type=int, default=700, help="renders in all")
-    parser.add_argument("--held-out", type=int, default=150, help="renders kept for scoring")
+    parser.add_argument("--renders", type=int, default=1500, help="renders in all")
+    parser.add_argument("--held-out", type=int, default=300, help="renders kept for scoring")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", help="face model file (default: the installed one)")
     parser.add_argument("--out", default=str(DEFAULT_PATH), help="embedding file to write")
@@ -293,8 +294,9 @@ def main(argv: list[str] | None = None) -> None:
                "renders_without_face": args.renders - len(samples)}
     embedding = LandmarkEmbedding(YAW_BINS, model_triangles[tri], model.triangles[
         model_triangles[tri]], weights, metrics)
+    given = sys.argv[1:] if argv is None else argv
     embedding.save(args.out, seed=args.seed, renders=args.renders,
-                   command="python -m tracker.embedding_fit " + " ".join(argv or []))
+                   command=" ".join(["python -m tracker.embedding_fit", *given]))
     print(f"wrote {args.out} in {time.perf_counter() - started:.0f} s")
     for name, values in metrics.items():
         print(name, values)

@@ -1,4 +1,5 @@
-"""Annotates a frame in place: landmarks, face contours, track ids and a status line.
+"""Annotates a frame in place: landmarks, face contours, track ids, the fitted head's axes (and
+with a renderer its shaded mesh) and a status line.
 
 MediaPipe's drawing utilities draw each point and edge with its own OpenCV call (about 4 ms a
 face); here the points are one numpy scatter and all contours one ``cv2.polylines`` call.
@@ -10,6 +11,11 @@ import cv2
 import numpy as np
 from mediapipe.python.solutions import face_mesh
 
+from calibrate.intrinsics import Intrinsics
+from tracker.face_model import posed
+from tracker.regressor import FaceFit
+from tracker.render import Renderer, draw_axes
+from tracker.smoothing import FaceState
 from tracker.tracks import TRACKING, TrackedFace
 
 POINT_COLOR = (80, 255, 120)  # RGB, like the frames
@@ -26,18 +32,23 @@ def _edges(connections: frozenset[tuple[int, int]]) -> np.ndarray:
 class Overlay:
     """Draws what the tracker saw onto RGB frames."""
 
-    def __init__(self, point_size: int = 2) -> None:
+    def __init__(self, point_size: int = 2, mesh: Renderer | None = None) -> None:
         self.point_size = point_size
+        self.mesh = mesh  # draws each fitted face's shaded mesh when given
         self._contours = _edges(face_mesh.FACEMESH_CONTOURS)
         self._irises = _edges(face_mesh.FACEMESH_IRISES)
         self._dot = np.stack(np.meshgrid(np.arange(point_size), np.arange(point_size)),
                              axis=-1).reshape(-1, 2)
 
-    def draw(self, image: np.ndarray, faces: list[TrackedFace], status: str = "") -> np.ndarray:
-        """Draw ``faces`` and ``status`` onto ``image`` (modified and returned)."""
+    def draw(self, image: np.ndarray, faces: list[TrackedFace], status: str = "",
+             camera: Intrinsics | None = None) -> np.ndarray:
+        """Draw ``faces`` and ``status`` onto ``image`` (modified and returned); fitted heads
+        too when the ``camera`` they were fitted with is given."""
         for face in faces:
             if face.status != TRACKING:
                 continue
+            if face.fit is not None and camera is not None:
+                self._draw_fit(image, face.state or face.fit, camera)
             points = face.observation.landmarks[:, :2]
             self._draw_points(image, points)
             pixels = np.round(points).astype(np.int32)
@@ -48,6 +59,15 @@ class Overlay:
         if status:
             _text(image, status, (8, 20))
         return image
+
+    def _draw_fit(self, image: np.ndarray, fit: FaceFit | FaceState, camera: Intrinsics) -> None:
+        """The head as published: smoothed when a smoother runs, else the regressor's fit."""
+        if self.mesh is not None:
+            vertices = posed(self.mesh.vertices(fit.identity, fit.expression), fit.rotation,
+                             fit.translation)
+            if (vertices[:, 2] > 1.0).all():  # never a head through the camera
+                self.mesh.draw_mesh(image, vertices, camera)
+        draw_axes(image, fit.rotation, fit.translation, camera)
 
     def _draw_points(self, image: np.ndarray, points: np.ndarray) -> None:
         """Square dots, all in one scatter."""

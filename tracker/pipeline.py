@@ -1,27 +1,49 @@
 """The per-frame pipeline, as one object: frames in, tracked faces out.
 
 Modelled on MediaPipe's ``solutions``: a simple ``process`` over a graph of stages
-(landmarks, then track ids; the regressor and smoother plug in here as they land).
+(landmarks, track ids, then the regressor on all of a frame's faces at once, then the
+smoother per track).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
+
 from calibrate.intrinsics import Intrinsics
+from calibrate.profile import FaceProfile
 from streams.frame import Frame
 from tracker.landmarks import FaceMesh, FaceObservation
-from tracker.tracks import TrackedFace, TrackIds
+from tracker.refine import Refiner
+from tracker.regressor import Regressor
+from tracker.smoothing import Smoother
+from tracker.tracks import TRACKING, TrackedFace, TrackIds
 
 
 class FaceTracker:
     """Tracks up to ``max_faces`` faces through consecutive frames of one source."""
 
     def __init__(self, max_faces: int = 1, *, coast_seconds: float = 0.5,
-                 camera: Intrinsics | None = None) -> None:
+                 camera: Intrinsics | None = None, regressor: Regressor | None = None,
+                 focal: float | None = None, refiner: Refiner | None = None,
+                 smoother: Smoother | None = None, profile: FaceProfile | None = None) -> None:
         self.mesh = FaceMesh(max_faces)
         self.ids = TrackIds(coast_seconds)
         self.camera = camera  # calibrated: landmarks are undistorted with it (scaled per frame)
+        self.focal = focal  # pixels, when the user knows it but has not calibrated
+        self.regressor = regressor
+        self.refiner = refiner  # a few Levenberg-Marquardt steps after the regressor
+        self.smoother = smoother  # fits to face states; needs the regressor's fits
+        self.profile = profile  # one person's identity, resting face and expression ranges
+
+    def intrinsics(self, width: int, height: int) -> Intrinsics:
+        """The camera for WIDTHxHEIGHT frames: calibrated, a given focal length, or assumed."""
+        if self.camera is not None:
+            return self.camera.scaled(width, height)
+        if self.focal is not None:
+            return Intrinsics(self.focal, self.focal, width / 2, height / 2, width, height)
+        return Intrinsics.from_fov(width, height)
 
     @property
     def undistorts(self) -> bool:
@@ -29,15 +51,49 @@ class FaceTracker:
         return self.camera is not None and self.camera.distorted
 
     def process(self, frame: Frame) -> list[TrackedFace]:
-        """Faces in ``frame``: those seen (``tracking``), then those coasting or just lost."""
+        """Faces in ``frame``: those seen (``tracking``, with their fits), then those coasting
+        or just lost; with a smoother, each with its state."""
+        return self.smooth(self.fit(self.track(frame), *frame.size), frame.time)
+
+    def track(self, frame: Frame) -> list[TrackedFace]:
+        """The landmarks and track ids of ``frame``'s faces."""
         faces = self.mesh.process(frame.image)
         if self.undistorts:
-            camera = self.camera.scaled(*frame.size)
+            camera = self.intrinsics(*frame.size)
             faces = [_undistorted(face, camera) for face in faces]
         return self.ids.update(faces, frame.time)
 
+    def fit(self, tracked: list[TrackedFace], width: int, height: int) -> list[TrackedFace]:
+        """TRACKED with the regressor's fit of every face seen, all in one engine call."""
+        seen = [i for i, face in enumerate(tracked) if face.status == TRACKING]
+        if self.regressor is None or not seen:
+            return tracked
+        camera = self.intrinsics(width, height)
+        landmarks = np.stack([tracked[i].observation.landmarks for i in seen])
+        fits = self.regressor.fit(landmarks, camera)
+        tracked = list(tracked)
+        for row, i in enumerate(seen):
+            fit = fits.face(row)
+            if self.refiner is not None:
+                fit = self.refiner.refine(fit, landmarks[row], camera)
+            if self.profile is not None:
+                fit = self.profile.apply(fit)
+            tracked[i] = replace(tracked[i], fit=fit)
+        return tracked
+
+    def smooth(self, tracked: list[TrackedFace], time: float) -> list[TrackedFace]:
+        """TRACKED with each track's smoothed state at TIME (fits as measurements, coasting
+        tracks predicted, lost ones reported once and forgotten)."""
+        if self.smoother is None or self.regressor is None:
+            return tracked
+        states = {state.track: state for state in self.smoother.update(
+            time, ((face.track, face.status, face.fit) for face in tracked))}
+        return [replace(face, state=states.get(face.track)) for face in tracked]
+
     def close(self) -> None:
         self.mesh.close()
+        if self.regressor is not None:
+            self.regressor.close()
 
     def __enter__(self) -> FaceTracker:
         return self

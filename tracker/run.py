@@ -13,14 +13,21 @@ from collections.abc import Iterator
 from tqdm import tqdm
 
 from calibrate.intrinsics import Intrinsics, load_camera
+from calibrate.profile import FaceProfile
+from streams.errors import FacetrackError
 from streams.frame import Frame
-from streams.recording import Recorder
+from streams.sinks import Sinks, open_sinks
 from streams.sources import Source, open_source
 from streams.video_writer import VideoWriter
 from streams.window import Window, display_available
+from tracker.face_model import FaceModel
 from tracker.overlay import Overlay
 from tracker.pipeline import FaceTracker
 from tracker.records import frame_record, header
+from tracker.refine import Refiner
+from tracker.regressor import Regressor
+from tracker.render import Renderer
+from tracker.smoothing import Smoother
 from tracker.tracks import TRACKING, TrackedFace
 
 
@@ -59,17 +66,27 @@ class RunStats:
 
 def run(args: argparse.Namespace) -> int:
     camera = load_camera(args.camera) if args.camera else None
+    profile = FaceProfile.load(args.profile) if args.profile else None
+    smoother = _smoother(args)
     source = open_source(args.source, realtime=args.realtime)
     stats = RunStats()
     interrupted = False
     with contextlib.ExitStack() as stack:
         stack.callback(source.close)
-        recorder = stack.enter_context(Recorder(args.record)) if args.record else None
+        sinks = stack.enter_context(open_sinks(args))
         writer = (stack.enter_context(VideoWriter(args.output, source.fps, block=not source.live))
                   if args.output else None)
         window = _open_window(stack) if args.show else None
-        overlay = Overlay() if writer or window else None
-        tracker = stack.enter_context(FaceTracker(args.max_faces, camera=camera))
+        overlay = Overlay(mesh=_mesh_renderer(args)) if writer or window else None
+        regressor = Regressor(args.regressor, args.engine, args.precision, args.model)
+        if profile and profile.info.get("regressor") != regressor.manifest.model_version:
+            print(f"facetrack: warning: {args.profile} was made with regressor "
+                  f"{profile.info.get('regressor')}, this is {regressor.manifest.model_version}: "
+                  "its resting face may be off, calibrate again", file=sys.stderr)
+        tracker = stack.enter_context(FaceTracker(args.max_faces, camera=camera,
+                                                  regressor=regressor, focal=args.focal,
+                                                  refiner=_refiner(args),
+                                                  smoother=smoother, profile=profile))
         progress = stack.enter_context(tqdm(
             total=source.length, unit="frame", disable=args.quiet, file=sys.stderr,
             dynamic_ncols=True, desc=_short(args.source)))
@@ -78,32 +95,50 @@ def run(args: argparse.Namespace) -> int:
                 for frame in source:
                     started = time.perf_counter()
                     faces = tracker.process(frame)
-                    if recorder:
-                        if recorder.lines == 0:
-                            recorder.write(_header(args, source, frame, tracker))
-                        recorder.write(frame_record(frame, faces, landmarks=args.record_landmarks))
+                    if sinks:
+                        if not sinks.header_sent:
+                            sinks.send_header(_header(args, source, frame, tracker))
+                        sinks.send_frame(frame_record(frame, faces,
+                                                      landmarks=args.record_landmarks))
                     latency = (time.monotonic() - frame.time if source.live
                                else time.perf_counter() - started)
                     stats.add(faces, latency)
-                    if overlay and not _annotate(overlay, frame, faces, stats, writer, window):
+                    if overlay and not _annotate(overlay, frame, faces, stats, writer, window,
+                                                 tracker.intrinsics(*frame.size)):
                         break
                     progress.update()
                     if stats.frames % 10 == 0:
-                        progress.set_postfix_str(_postfix(stats, faces, source, writer),
+                        progress.set_postfix_str(_postfix(stats, faces, source, writer, sinks),
                                                  refresh=False)
         except KeyboardInterrupt:
             interrupted = True
         finally:
-            if recorder and recorder.lines == 0:
-                recorder.write(_header(args, source, None, tracker))
+            if sinks and not sinks.header_sent:
+                sinks.send_header(_header(args, source, None, tracker))
     return _finish(args, source, stats, interrupted)
 
 
+def _smoother(args: argparse.Namespace) -> Smoother | None:
+    if args.no_smooth:
+        if args.predict_ms:
+            raise FacetrackError("--predict-ms needs the smoother: drop --no-smooth")
+        return None
+    return Smoother(predict_ms=args.predict_ms)
+
+
+def _mesh_renderer(args: argparse.Namespace) -> Renderer | None:
+    return Renderer(FaceModel.load(args.model), "face") if args.mesh else None
+
+
+def _refiner(args: argparse.Namespace) -> Refiner | None:
+    return Refiner.load(args.model, args.refine) if args.refine else None
+
+
 def _annotate(overlay: Overlay, frame: Frame, faces: list[TrackedFace], stats: RunStats,
-              writer: VideoWriter | None, window: Window | None) -> bool:
+              writer: VideoWriter | None, window: Window | None, camera: Intrinsics) -> bool:
     """Draw and hand the frame to the video and the window; False when the window was closed."""
     image = frame.image if frame.image.flags.writeable else frame.image.copy()
-    overlay.draw(image, faces, stats.status(faces))
+    overlay.draw(image, faces, stats.status(faces), camera)
     if writer:
         writer.write(image, frame.time)
     return window.show(image) if window else True
@@ -111,11 +146,13 @@ def _annotate(overlay: Overlay, frame: Frame, faces: list[TrackedFace], stats: R
 
 def _header(args: argparse.Namespace, source: Source, frame: Frame | None,
             tracker: FaceTracker) -> dict:
-    camera, intrinsics = tracker.camera, None
-    if frame is not None:
-        intrinsics = camera.scaled(*frame.size) if camera else Intrinsics.from_fov(*frame.size)
+    intrinsics = tracker.intrinsics(*frame.size) if frame is not None else None
+    version = tracker.regressor.manifest.model_version if tracker.regressor else None
     return header(args.source, intrinsics, fps=source.fps, frame_count=source.length,
-                  landmarks=args.record_landmarks, landmarks_undistorted=tracker.undistorts)
+                  landmarks=args.record_landmarks, landmarks_undistorted=tracker.undistorts,
+                  regressor=version,
+                  predict_ms=None if tracker.smoother is None else tracker.smoother.predict_ms,
+                  profile=tracker.profile.header(args.profile) if tracker.profile else None)
 
 
 def _open_window(stack: contextlib.ExitStack) -> Window | None:
@@ -128,12 +165,14 @@ def _open_window(stack: contextlib.ExitStack) -> Window | None:
 
 
 def _postfix(stats: RunStats, faces: list[TrackedFace], source: Source,
-             writer: VideoWriter | None) -> str:
+             writer: VideoWriter | None, sinks: Sinks) -> str:
     text = stats.status(faces)
     if source.live:
         text += f"  dropped {source.dropped}"
     if writer and writer.dropped:
         text += f"  video dropped {writer.dropped}"
+    if sinks.dropped:
+        text += f"  publish dropped {sinks.dropped}"
     return text
 
 

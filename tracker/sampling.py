@@ -21,7 +21,11 @@ WIDTH, HEIGHT = 640, 480
 FOV_DEGREES = (45.0, 75.0)
 FACE_PIXELS = (110.0, 280.0)  # forehead-to-chin height on screen
 FACE_HEIGHT_CM = 19.0  # the mean face's narrow-face height, near enough for sizing
-ACTIVE_GROUPS = 2.5  # mean number of expression groups moving at once
+ACTIVE_GROUPS = 4.0  # mean number of expression groups moving at once
+# Groups that move most in real footage (talking, blinking, smiling, brows) are drawn more often.
+COMMON = {"jawOpen": 5.0, "eyeBlink": 4.0, "mouthSmile": 3.0, "browInnerUp": 3.0,
+          "browDown": 2.0, "mouthPucker": 2.0, "mouthFunnel": 2.0, "eyeSquint": 1.5,
+          "browOuterUp": 1.5, "mouthLowerDown": 1.5, "mouthClose": 1.5}
 TOGETHER = 0.8  # share of pairs whose left and right move together
 # Shapes that follow another: (leader, follower, share of the leader's value).
 COUPLED = (("mouthSmile", "cheekSquint", 0.5), ("jawOpen", "mouthLowerDown", 0.3),
@@ -38,6 +42,8 @@ def _groups() -> list[list[int]]:
 
 GROUPS = _groups()
 _GROUP_OF = {ICT_EXPRESSION_NAMES[g[0]].removesuffix("_L").removesuffix("_R"): g for g in GROUPS}
+_GROUP_ODDS = np.array([COMMON.get(name, 1.0) for name in _GROUP_OF])
+_GROUP_ODDS /= _GROUP_ODDS.sum()
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,7 @@ def random_expressions(rng: np.random.Generator, count: int) -> np.ndarray:
     out = np.zeros((count, len(ICT_EXPRESSION_NAMES)), np.float32)
     for row in out:
         active = rng.choice(len(GROUPS), size=min(rng.poisson(ACTIVE_GROUPS), len(GROUPS)),
-                            replace=False)
+                            replace=False, p=_GROUP_ODDS)
         for g in active:
             indices = GROUPS[g]
             value = rng.uniform(0.0, 1.0) ** 0.7

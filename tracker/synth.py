@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from calibrate.intrinsics import Intrinsics
+from calibrate.files import load_versioned
+from calibrate.intrinsics import CAMERA_FORMAT, CAMERA_VERSION, Intrinsics
 from streams.errors import FacetrackError
 from streams.video_writer import VideoWriter
 from tracker.expressions import ICT_EXPRESSION_NAMES
@@ -70,20 +71,21 @@ class Truth:
         }
 
 
+def write_camera_file(truth: Truth, path: Path) -> Path:
+    """A camera file (calibrate.intrinsics.load_camera's format) of the clip's exact intrinsics,
+    so the tracker is told the true focal length instead of assuming one."""
+    camera = truth.intrinsics
+    path.write_text(json.dumps({
+        "format": CAMERA_FORMAT, "version": CAMERA_VERSION,
+        "image_size": [camera.width, camera.height], "fx": camera.fx, "fy": camera.fy,
+        "cx": camera.cx, "cy": camera.cy, "distortion": [0.0, 0.0, 0.0, 0.0],
+        "source": f"ground truth of synthetic clip {truth.clip}"}, indent=2) + "\n")
+    return path
+
+
 def load_truth(path: str | Path) -> Truth:
     """Read a ground-truth file; anything but one is a one-line error."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except OSError as error:
-        raise FacetrackError(f"cannot read ground truth {path}: {error.strerror}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise FacetrackError(f"{path} is not a ground-truth file: not JSON ({error})") from None
-    if not isinstance(data, dict) or data.get("format") != TRUTH_FORMAT:
-        raise FacetrackError(f"{path} is not a ground-truth file (no \"format\": "
-                             f"\"{TRUTH_FORMAT}\")")
-    if data.get("version") != TRUTH_VERSION:
-        raise FacetrackError(f"{path} is ground-truth version {data.get('version')}, this "
-                             f"facetrack reads version {TRUTH_VERSION}")
+    data = load_versioned(path, "ground-truth file", TRUTH_FORMAT, TRUTH_VERSION)
     try:
         width, height = data["image_size"]
         camera = data["intrinsics"]
@@ -103,6 +105,7 @@ def load_truth(path: str | Path) -> Truth:
         raise FacetrackError(f"{path} is not a complete ground-truth file: {error}") from None
 
 
+RESTING = {"mouthSmile_L": 0.3, "mouthSmile_R": 0.3, "browInnerUp_L": 0.2, "browInnerUp_R": 0.2}
 # Scripts: keyframes over the clip's length (phase 0 to 1), eased between; all channels not
 # named in a keyframe are 0 there (scale: 1).
 SCRIPTS: dict[str, Keyframes] = {
@@ -153,6 +156,8 @@ SCRIPTS: dict[str, Keyframes] = {
     # Fast: 2.5 shakes a second whatever the length (the keyframes only set the envelope).
     "head_shake": ((0.0, {}), (0.1, {"yaw": 30.0}), (0.55, {"yaw": 30.0}),
                    (0.65, {"pitch": 15.0}), (0.95, {"pitch": 15.0}), (1.0, {})),
+    # A face whose resting expression is not the model's neutral, held throughout.
+    "resting": ((0.0, RESTING), (1.0, RESTING)),
 }
 SHAKE_HZ = {"yaw": 2.5, "pitch": 2.0}
 CLIP_NAMES = tuple(SCRIPTS)

@@ -8,11 +8,16 @@ track that misses frames coasts (keeps its id) for ``coast_seconds`` before it i
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from tracker.landmarks import FaceObservation, box_iou
+from tracker.regressor import FaceFit
+
+if TYPE_CHECKING:  # tracker.smoothing imports this module's statuses
+    from tracker.smoothing import FaceState
 
 TRACKING, COASTING, LOST = "tracking", "coasting", "lost"
 
@@ -34,11 +39,15 @@ class Track:
 
 @dataclass(frozen=True)
 class TrackedFace:
-    """A track's status in one frame; ``observation`` is None unless it is ``tracking``."""
+    """A track's status in one frame; ``observation`` and ``fit`` are None unless it is
+    ``tracking`` (``fit`` also when no regressor runs); ``state`` is the smoother's, for
+    tracking, coasting and lost faces alike (None without smoothing or before a first fit)."""
 
     track: int
     status: str
     observation: FaceObservation | None
+    fit: FaceFit | None = None
+    state: FaceState | None = None
 
 
 class TrackIds:

@@ -1,0 +1,71 @@
+"""Training losses of the regressor, in millimetres of face where they can be: coefficient
+errors matter only as far as they move the surface, so most terms compare meshes.
+
+- shape: the predicted identity + expression mesh against the true one (model space);
+- rotation: the true mesh turned by the predicted and the true head rotation;
+- offset and depth: where the model origin sits, in face sizes and in log distance, scaled to
+  about the millimetres they move a face at arm's length;
+- expression and identity coefficients directly, lightly, so that shapes the mesh barely
+  shows (eye looks, cheek puff) still learn the right sign; per face, as far as its landmarks
+  are trusted to show its expression (`target["trust"]`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from engines.network import rotation_from_6d
+from tracker.face_model import FaceModel
+
+MM_PER_CM = 10.0
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    shape: float = 1.0
+    rotation: float = 1.0
+    offset: float = 50.0  # a face size is about 5 cm
+    depth: float = 300.0  # log depth: 1% of 60 cm is 6 mm; half weight, as it is ill-posed
+    expression: float = 30.0  # about half a millimetre per shape and unit
+    identity: float = 0.2
+
+
+class MeshBasis(torch.nn.Module):
+    """The ICT model in torch on a subset of narrow-face vertices, in millimetres."""
+
+    def __init__(self, model: FaceModel, stride: int = 12) -> None:
+        super().__init__()
+        index = model.regions["narrow_face"][::stride]
+        self.register_buffer("neutral", torch.from_numpy(model.neutral[index] * MM_PER_CM))
+        for name, deltas in (("identity", model.identity_deltas),
+                             ("expression", model.expression_deltas)):
+            basis = deltas[:, index].reshape(len(deltas), -1) * MM_PER_CM
+            self.register_buffer(name, torch.from_numpy(basis))
+
+    def forward(self, identity: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
+        offsets = identity @ self.identity + expression @ self.expression
+        return self.neutral + offsets.view(len(identity), -1, 3)
+
+
+def regressor_loss(outputs: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
+                   mesh: MeshBasis, weights: LossWeights) -> tuple[torch.Tensor, dict]:
+    """(total, {term: value}) for a batch; TARGET holds `tracker.regressor.targets`' arrays
+    plus the true identity and expression."""
+    true_shape = mesh(target["identity"], target["expression"])
+    shape = (mesh(outputs["identity"], outputs["expression"]) - true_shape).norm(dim=-1).mean()
+    turned = true_shape @ rotation_from_6d(outputs["rotation6d"]).transpose(1, 2)
+    rotation = (turned - true_shape @ target["head_rotation"].transpose(1, 2)).norm(
+        dim=-1).mean()
+    terms = {
+        "shape": shape,
+        "rotation": rotation,
+        "offset": (outputs["offset"] - target["offset"]).norm(dim=-1).mean(),
+        "depth": (outputs["log_depth"] - target["log_depth"]).abs().mean(),
+        "expression": ((outputs["expression"] - target["expression"]).abs().mean(dim=1)
+                       * target["trust"]).mean(),
+        "identity": (outputs["identity"] - target["identity"]).pow(2).mean(),
+    }
+    total = sum(getattr(weights, name) * value for name, value in terms.items())
+    return total, {name: float(value.detach()) for name, value in terms.items()}

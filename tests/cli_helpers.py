@@ -1,0 +1,24 @@
+"""Running the real `facetrack` command in tests, and checking its one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+FACETRACK = str(Path(sys.executable).parent / "facetrack")
+
+
+def facetrack(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([FACETRACK, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> str:
+    """RESULT failed with exactly one error line, no traceback, naming every one of WORDS."""
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, result.stderr
+    for word in words:
+        assert word in errors[0], errors[0]
+    return errors[0]

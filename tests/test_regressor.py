@@ -1,0 +1,163 @@
+"""The regressor: its geometry round-trips, training runs and learns, the export matches torch on
+every engine that runs here, and `facetrack run` reports poses and expressions close to the
+truth of a generated clip."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from calibrate.intrinsics import Intrinsics
+from engines.select import KINDS, open_engine
+from streams.errors import FacetrackError
+from streams.recording import read_records
+from tracker.expressions import ICT_EXPRESSION_NAMES
+from tracker.face_model import FaceModel
+from tracker.regressor import DEFAULT_MODEL, OUTPUTS, Manifest, Regressor, decode, normalise
+from tracker.regressor import targets as pose_targets
+from tracker.sampling import random_camera, random_rotations, random_translation
+from tracker.scoring import read_predictions, rotation_error_deg, score_clip
+from tracker.synth import load_truth, write_camera_file
+
+from cli_helpers import FACETRACK, facetrack
+
+
+def test_normalise_and_decode_invert_each_other() -> None:
+    """Random poses through random cameras: the targets the network learns decode back to the
+    exact pose, wherever the face sits in the picture."""
+    rng = np.random.default_rng(0)
+    rotations, _ = random_rotations(rng, 50)
+    cameras = [random_camera(rng) for _ in range(50)]
+    translations = np.array([random_translation(rng, c) for c in cameras])
+    intrinsics = np.array([[c.fx, c.fy, c.cx, c.cy] for c in cameras])
+    points = rng.normal(0, 5, (50, 478, 3)) @ rotations.transpose(0, 2, 1) + translations[:, None]
+    pixels = np.stack([intrinsics[:, 0, None] * points[..., 0] / points[..., 2]
+                       + intrinsics[:, 2, None],
+                       intrinsics[:, 1, None] * points[..., 1] / points[..., 2]
+                       + intrinsics[:, 3, None]], axis=-1)
+    inputs, frames = normalise(pixels, intrinsics)
+    assert inputs.shape == (50, 478, 2)
+    assert np.allclose(np.sqrt((inputs ** 2).sum(-1).mean(-1)), 1.0, atol=1e-5)
+    wanted = pose_targets(frames, rotations, translations)
+    head = wanted["head_rotation"]
+    fits = decode({"rotation6d": np.concatenate([head[:, :, 0], head[:, :, 1]], axis=1),
+                   "offset": wanted["offset"], "log_depth": wanted["log_depth"],
+                   "identity": np.zeros((50, 100)), "expression": np.zeros((50, 53))}, frames)
+    assert rotation_error_deg(fits.rotation, rotations).max() < 1e-6
+    assert np.abs(fits.translation - translations).max() < 1e-3
+
+
+@pytest.fixture(scope="module")
+def quick_model(installed_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`facetrack train --quick`, for real, with a cache of its own."""
+    folder = tmp_path_factory.mktemp("quick")
+    out = folder / "quick.onnx"
+    result = subprocess.run(
+        [FACETRACK, "train", "--quick", "--out", str(out), "--model", str(installed_model)],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "FACETRACK_CACHE": str(folder / "cache")})
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out
+
+
+def test_quick_training_lowers_the_loss_and_writes_a_manifest(quick_model: Path) -> None:
+    manifest = Manifest.load(quick_model)
+    losses = manifest.data["metrics"]["validation_loss_by_epoch"]
+    assert losses[-1] < 0.9 * losses[0]
+    assert manifest.data["opset"] >= 17
+    assert manifest.data["input"]["shape"] == [None, 478, 2]
+    assert list(manifest.data["outputs"]) == list(OUTPUTS)
+
+
+def test_export_matches_torch_on_every_engine_that_runs_here(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from engines.network import RegressorNet
+    from engines.train import HALF_MIN_SIZE, export
+
+    torch.manual_seed(0)
+    net = RegressorNet(width=64, depth=1)
+    with torch.no_grad():  # weights the export stores in half precision, rounded as it does
+        for weight in net.parameters():
+            if weight.numel() >= HALF_MIN_SIZE:
+                weight.copy_(weight.half().float())
+    out = tmp_path / "net.onnx"
+    export(net, out)
+    batch = np.random.default_rng(1).normal(0, 1, (5, 478, 2)).astype(np.float32)
+    with torch.no_grad():
+        expected = [t.numpy() for t in net(torch.from_numpy(batch))]
+    ran = []
+    for kind in KINDS:
+        try:
+            engine = open_engine(out, kind)
+        except FacetrackError as error:
+            print(f"{kind}: {error}")  # TensorRT and the GPU providers, on a CPU machine
+            continue
+        with engine:
+            outputs = engine.infer(batch)
+        for name, want in zip(OUTPUTS, expected, strict=True):
+            assert np.allclose(outputs[name], want, atol=1e-4), (kind, name)
+        ran.append(kind)
+    assert "onnxruntime" in ran
+
+
+def test_bad_model_file_and_wrong_input_are_clear_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_text("not a model")
+    bad.with_suffix(".json").write_text((DEFAULT_MODEL.with_suffix(".json")).read_text())
+    with pytest.raises(FacetrackError, match="not an ONNX model"):
+        Regressor(bad, "onnxruntime")
+    regressor = Regressor(DEFAULT_MODEL, "onnxruntime")
+    with pytest.raises(FacetrackError, match="478"):
+        regressor.fit(np.zeros((1, 68, 2)), Intrinsics.from_fov(640, 480))
+    result = facetrack("run", "--source", "x.mp4", "--regressor", str(bad))
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def clip(installed_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("clip")
+    result = facetrack("synth", str(folder), "--clips", "talking", "--frames", "60",
+                       "--seed", "11", "--model", str(installed_model))
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+def test_run_records_pose_and_expression_close_to_the_truth(clip: Path,
+                                                           installed_model: Path) -> None:
+    truth = load_truth(clip / "talking.json")
+    camera = write_camera_file(truth, clip / "camera.json")
+    record = clip / "talking.jsonl"
+    result = facetrack("run", "--source", str(clip / "talking.mp4"), "--record", str(record),
+                       "--camera", str(camera), "--quiet")
+    assert result.returncode == 0, result.stderr
+    header, frames = read_records(record)
+    assert header["expression_names"] == list(ICT_EXPRESSION_NAMES)
+    assert header["regressor"] == Manifest.load(DEFAULT_MODEL).model_version
+    model = FaceModel.load(installed_model)
+    predictions = read_predictions(record, truth)
+    summary = score_clip(truth, predictions, model)["summary"]
+    # Loose bounds: benchmarks/accuracy.py holds the tight ones.
+    assert summary["tracked"] >= 0.95
+    assert summary["rotation_deg"] < 6
+    assert summary["translation_pct"] < 10
+    assert summary["r_jawOpen"] > 0.6
+
+
+def test_int8_calibration_batches_are_normalised_faces(installed_model: Path,
+                                                       footage_dir: Path) -> None:
+    from engines.training_data import calibration_inputs
+    from tracker.embedding import LandmarkEmbedding
+
+    model = FaceModel.load(installed_model)
+    inputs = calibration_inputs(model, LandmarkEmbedding.load(model.triangles), 64)
+    assert inputs.shape == (64, 478, 2) and inputs.dtype == np.float32
+    assert np.allclose(np.sqrt((inputs ** 2).sum(-1).mean(-1)), 1.0, atol=1e-4)
+    result = facetrack("run", "--source", str(footage_dir / "single_face.jpg"), "--engine",
+                       "onnxruntime", "--precision", "int8")
+    assert result.returncode != 0 and "tensorrt" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,204 @@
+"""Landmarks to ICT coefficients: the regressor's inputs and outputs around the network.
+
+The network sees each face as if it sat in the middle of the picture: its landmarks' rays are
+rotated so the face's centre lies on the optical axis (which undoes the perspective skew of a
+face near the edge of a wide-angle frame), then centred and scaled to unit size. It answers in
+that frame: the head's rotation as seen along that ray (6-D), where the model's origin sits
+relative to the landmarks (in face sizes), and how far away a face of this size is. `decode`
+turns that back into DESIGN.md's head pose with the real camera, so one network serves every
+focal length and position.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from calibrate.files import load_versioned
+from calibrate.intrinsics import Intrinsics
+from tracker.pose import FRONTAL
+
+MANIFEST_FORMAT = "facetrack-regressor"
+MANIFEST_VERSION = 1
+MODEL_DIR = Path(__file__).resolve().parents[1] / "engines" / "models"
+DEFAULT_MODEL = MODEL_DIR / "regressor.onnx"
+INPUT = "landmarks"
+OUTPUTS = ("rotation6d", "offset", "log_depth", "identity", "expression")
+
+
+@dataclass(frozen=True)
+class Frames:
+    """What `normalise` removed from each face, to put back in `decode`."""
+
+    rays: np.ndarray  # (N, 3, 3) camera-from-centred rotations
+    centre: np.ndarray  # (N, 2) landmark centroid, rectified normalised image coordinates
+    scale: np.ndarray  # (N,) RMS landmark spread, same units
+
+
+@dataclass(frozen=True)
+class FaceFit:
+    """One face's coefficients and head pose."""
+
+    identity: np.ndarray  # (100,)
+    expression: np.ndarray  # (53,) in [0, 1], ICT order
+    rotation: np.ndarray  # (3, 3)
+    translation: np.ndarray  # (3,) cm
+
+
+@dataclass(frozen=True)
+class Fits:
+    """Coefficients and head pose of N faces (DESIGN.md conventions)."""
+
+    identity: np.ndarray  # (N, 100)
+    expression: np.ndarray  # (N, 53) in [0, 1]
+    rotation: np.ndarray  # (N, 3, 3), p_camera = R @ p_model + t
+    translation: np.ndarray  # (N, 3) cm
+
+    def __len__(self) -> int:
+        return len(self.identity)
+
+    def face(self, index: int) -> FaceFit:
+        return FaceFit(self.identity[index], self.expression[index], self.rotation[index],
+                       self.translation[index])
+
+
+def ray_rotations(directions: np.ndarray) -> np.ndarray:
+    """(N, 3, 3) the smallest rotations taking the optical axis (+z) onto DIRECTIONS (N, 3)."""
+    d = directions / np.linalg.norm(directions, axis=-1, keepdims=True)
+    axis = np.stack([-d[:, 1], d[:, 0], np.zeros(len(d))], axis=-1)  # z × d
+    sin = np.linalg.norm(axis, axis=-1)
+    cos = d[:, 2]
+    k = axis / np.maximum(sin, 1e-12)[:, None]
+    cross = np.zeros((len(d), 3, 3))
+    cross[:, 0, 1], cross[:, 0, 2], cross[:, 1, 2] = -k[:, 2], k[:, 1], -k[:, 0]
+    cross -= np.swapaxes(cross, 1, 2)
+    eye = np.broadcast_to(np.eye(3), cross.shape)
+    return eye + sin[:, None, None] * cross + (1 - cos)[:, None, None] * cross @ cross
+
+
+def normalise(landmarks: np.ndarray, camera: Intrinsics | np.ndarray) -> tuple[np.ndarray, Frames]:
+    """Network inputs (N, 478, 2) float32 for landmarks (N, 478, >=2) in pixels.
+
+    CAMERA is one `Intrinsics` for all faces or an (N, 4) array of fx, fy, cx, cy per face."""
+    fx, fy, cx, cy = _camera_columns(camera, len(landmarks))
+    rays = np.stack([(landmarks[..., 0] - cx[:, None]) / fx[:, None],
+                     (landmarks[..., 1] - cy[:, None]) / fy[:, None],
+                     np.ones(landmarks.shape[:2])], axis=-1)
+    turn = ray_rotations(rays.mean(axis=1))
+    local = rays @ turn  # each ray expressed in the centred frame: turn.T @ ray
+    points = local[..., :2] / local[..., 2:]
+    centre = points.mean(axis=1)
+    spread = points - centre[:, None]
+    scale = np.sqrt((spread ** 2).sum(-1).mean(-1))
+    inputs = (spread / scale[:, None, None]).astype(np.float32)
+    return inputs, Frames(turn, centre, scale)
+
+
+def targets(frames: Frames, rotation: np.ndarray, translation: np.ndarray) -> dict[str, np.ndarray]:
+    """What the network should answer for faces of known pose: the inverse of `decode`."""
+    local_rotation = np.swapaxes(frames.rays, 1, 2) @ rotation
+    local = np.einsum("nji,nj->ni", frames.rays, translation)
+    origin = local[:, :2] / local[:, 2:]
+    return {"head_rotation": FRONTAL @ local_rotation,
+            "offset": ((origin - frames.centre) / frames.scale[:, None]).astype(np.float32),
+            "log_depth": np.log(local[:, 2] * frames.scale)[:, None].astype(np.float32)}
+
+
+def rotation_from_6d(values: np.ndarray) -> np.ndarray:
+    """(N, 3, 3) rotations from the continuous 6-D representation (two columns,
+    Gram-Schmidt), as the network's graph does it."""
+    a, b = values[:, :3], values[:, 3:]
+    x = a / np.linalg.norm(a, axis=-1, keepdims=True)
+    b = b - (x * b).sum(-1, keepdims=True) * x
+    y = b / np.linalg.norm(b, axis=-1, keepdims=True)
+    return np.stack([x, y, np.cross(x, y)], axis=-1)
+
+
+def decode(outputs: dict[str, np.ndarray], frames: Frames) -> Fits:
+    """The network's outputs back in the camera: DESIGN.md's head pose."""
+    head = rotation_from_6d(outputs["rotation6d"].astype(np.float64))
+    rotation = frames.rays @ FRONTAL @ head
+    origin = frames.centre + outputs["offset"] * frames.scale[:, None]
+    depth = np.exp(outputs["log_depth"][:, 0].astype(np.float64)) / frames.scale
+    local = np.concatenate([origin * depth[:, None], depth[:, None]], axis=1)
+    translation = np.einsum("nij,nj->ni", frames.rays, local)
+    return Fits(outputs["identity"].astype(np.float32),
+                np.clip(outputs["expression"], 0.0, 1.0).astype(np.float32), rotation,
+                translation)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What the committed model is and how to feed it (the JSON beside the ONNX file)."""
+
+    path: Path
+    data: dict
+
+    @classmethod
+    def load(cls, onnx_path: str | Path) -> Manifest:
+        path = Path(onnx_path).with_suffix(".json")
+        data = load_versioned(path, "regressor manifest", MANIFEST_FORMAT, MANIFEST_VERSION,
+                              "it lies beside the ONNX file that facetrack train wrote")
+        return cls(path, data)
+
+    @property
+    def model_version(self) -> str:
+        return str(self.data.get("model_version", "unknown"))
+
+
+def _calibration_batches(face_model: str | None,
+                         count: int = 1024) -> Callable[[int], Iterator[np.ndarray]]:
+    """TensorRT's int8 calibrator asks for batches of a size it picks; they are drawn from
+    random faces through the landmark embedding (made only if a build needs them)."""
+
+    def batches(size: int) -> Iterator[np.ndarray]:
+        from engines.training_data import calibration_inputs
+        from tracker.embedding import LandmarkEmbedding
+        from tracker.face_model import FaceModel
+
+        model = FaceModel.load(face_model)
+        inputs = calibration_inputs(model, LandmarkEmbedding.load(model.triangles), count)
+        return (inputs[first:first + size] for first in range(0, count - size + 1, size))
+
+    return batches
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _camera_columns(camera: Intrinsics | np.ndarray, count: int) -> tuple[np.ndarray, ...]:
+    if isinstance(camera, Intrinsics):
+        values = np.array([camera.fx, camera.fy, camera.cx, camera.cy], np.float64)
+        return tuple(np.full(count, v) for v in values)
+    values = np.asarray(camera, np.float64).reshape(count, 4)
+    return tuple(values.T)
+
+
+class Regressor:
+    """Landmarks of a frame's faces to their coefficients and poses, one engine call a frame.
+
+    MODEL is the ONNX file with its manifest beside it (default: the committed one); ENGINE a
+    kind for `engines.open_engine` (auto: TensorRT or CUDA when they work, else ONNX Runtime
+    on one CPU thread)."""
+
+    def __init__(self, model: str | Path = DEFAULT_MODEL, engine: str = "auto",
+                 precision: str = "fp32", face_model: str | None = None) -> None:
+        from engines.select import open_engine  # the engines import onnxruntime: load on use
+
+        self.manifest = Manifest.load(model)
+        batches = _calibration_batches(face_model) if precision == "int8" else None
+        self.engine = open_engine(model, engine, precision=precision,
+                                  calibration_batches=batches)
+
+    def fit(self, landmarks: np.ndarray, camera: Intrinsics) -> Fits:
+        """Fits of faces whose landmarks (N, 478, >=2) are in pixels of CAMERA's images."""
+        inputs, frames = normalise(np.asarray(landmarks)[..., :2], camera)
+        return decode(self.engine.infer(inputs), frames)
+
+    def close(self) -> None:
+        self.engine.close()

@@ -1,0 +1,376 @@
+"""Temporal smoothing of per-frame regressor measurements into face states (issue 5).
+
+The regressor looks at each frame alone, so its output jitters; the smoother is what makes a
+still face still and a moving one follow without lag. Per track it runs:
+
+- expression (53), translation (3) and the rotation error (3) as independent scalar
+  constant-velocity Kalman chains, batched in one :class:`ChainFilter`, whose process noise rises
+  with the normalised innovation (fast motion is followed, stillness is smoothed hard);
+- rotation on the manifold: an error-state filter on SO(3) whose innovation is the rotation vector
+  ``log(R_measured R_estimate^T)`` (camera frame), never Euler angles;
+- identity as an information-weighted running mean over the track's life.
+
+See docs/smoothing.md for the model, the adaptive rule and what the variances mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.spatial.transform import Rotation
+
+from tracker.regressor import FaceFit
+from tracker.tracks import COASTING, LOST, TRACKING
+
+EXPRESSION_COUNT = 53
+
+
+@dataclass(frozen=True)
+class ChainNoise:
+    """Noise of one group of chains, in the group's units (1 for expression, cm, rad).
+
+    ``acceleration_std`` is the std of the white-noise acceleration (units/s²) that drives the
+    constant-velocity model; ``adapt_gain`` and ``adapt_gate`` set how much it is raised when the
+    normalised innovation squared (NIS) exceeds the gate (see :class:`ChainFilter`).
+    """
+
+    measurement_std: float | tuple[float, ...]
+    acceleration_std: float
+    initial_velocity_std: float
+    adapt_gain: float
+    adapt_gate: float
+
+
+# Measured and tuned by benchmarks/tune_smoothing.py on every `facetrack synth` clip (seed 1,
+# 150 frames) with regressor 2026.11.25-7d8d375a: each measurement_std is the raw regressor's
+# frame-to-frame residual std for that chain (expression in ICT order; translation x, y, z in
+# cm; rotation about the camera's x, y, z in rad); acceleration_std, adapt_gain and adapt_gate
+# are the best of a grid within issue 5's targets; identity_std is the total identity residual.
+_EXPRESSION_STD = (
+    0.0056, 0.0056, 0.0085, 0.0085, 0.0093, 0.0093, 0.005, 0.005, 0.005, 0.005, 0.0175, 0.0173,
+    0.005, 0.005, 0.005, 0.005, 0.005, 0.005, 0.005, 0.005, 0.0081, 0.0056, 0.005, 0.005, 0.005,
+    0.0055, 0.0062, 0.0055, 0.005, 0.005, 0.005, 0.005, 0.0051, 0.0081, 0.0057, 0.005, 0.005,
+    0.005, 0.005, 0.0113, 0.0088, 0.005, 0.005, 0.005, 0.005, 0.0103, 0.0102, 0.005, 0.005, 0.005,
+    0.005, 0.005, 0.005,
+)
+
+
+@dataclass(frozen=True)
+class SmoothingConfig:
+    """Every noise parameter of the smoother, in one place to tune on ground-truth clips."""
+
+    # Expression acceleration set by hand to 1/s² (the grid chose 0.019/s² when it scored jawOpen
+    # lag only): with regressor 2026.11.25-8f10d6e0 and one refinement step, 0.3/s² gives
+    # 0.0075 mm/frame of still jitter but eyeBlink r 0.81 against the raw 0.91; 1/s² gives
+    # 0.0096 and r 0.88; 5/s² 0.014 and r 0.92.
+    expression: ChainNoise = ChainNoise(
+        measurement_std=_EXPRESSION_STD, acceleration_std=1.0,
+        initial_velocity_std=1, adapt_gain=1, adapt_gate=9)
+    translation: ChainNoise = ChainNoise(
+        measurement_std=(0.0573, 0.0611, 0.3145), acceleration_std=0.1443,
+        initial_velocity_std=10, adapt_gain=1, adapt_gate=9)
+    rotation: ChainNoise = ChainNoise(
+        measurement_std=(0.0057, 0.0045, 0.0025), acceleration_std=0.0127,
+        initial_velocity_std=1, adapt_gain=1, adapt_gate=9)
+    identity_std: float = 0.765
+
+
+class ChainEstimate(NamedTuple):
+    """Value, velocity and value variance of every chain at one time."""
+
+    value: np.ndarray
+    velocity: np.ndarray
+    variance: np.ndarray
+
+
+class ChainFilter:
+    """K independent scalar constant-velocity Kalman chains, run batched.
+
+    Chain i has state ``[value, velocity]`` and covariance ``[[p00, p01], [p01, p11]]``; the 2x2
+    algebra is written out on arrays of shape (K,), so a step is a few dozen numpy operations
+    instead of dense (2K x 2K) products. With ``adapt_gain == 0`` each chain is exactly
+    filterpy's ``KalmanFilter`` with ``F = [[1, dt], [0, 1]]``, ``H = [1, 0]`` and
+    ``Q = Q_discrete_white_noise(2, dt, process_noise)``.
+
+    Adaptive rule: at an update each chain's predicted covariance is scaled by
+    ``1 + adapt_gain * max(0, NIS - adapt_gate)``, the NIS ``y² / (p00 + r)`` taken from the
+    nominal prediction; that is, the process noise of the step is raised from ``Q`` to
+    ``Q + (scale - 1) P_predicted`` (a fading-memory step). An innovation within the gate leaves
+    the filter smoothing hard; one far outside it (a blink, a head turn) makes it trust the
+    measurement, in value and velocity, at once.
+    """
+
+    def __init__(self, value: ArrayLike, value_variance: ArrayLike, velocity_variance: ArrayLike,
+                 process_noise: ArrayLike, adapt_gain: ArrayLike = 0.0,
+                 adapt_gate: ArrayLike = 1.0) -> None:
+        self.value = np.array(value, np.float64)
+        shape = self.value.shape
+        self.velocity = np.zeros(shape)
+        self.p00 = np.array(np.broadcast_to(value_variance, shape), np.float64)
+        self.p01 = np.zeros(shape)
+        self.p11 = np.array(np.broadcast_to(velocity_variance, shape), np.float64)
+        self.process_noise = np.broadcast_to(np.asarray(process_noise, np.float64), shape)
+        self.adapt_gain = np.broadcast_to(np.asarray(adapt_gain, np.float64), shape)
+        self.adapt_gate = np.broadcast_to(np.asarray(adapt_gate, np.float64), shape)
+
+    def predict(self, dt: float) -> None:
+        """Advance every chain by DT seconds with no measurement; variances grow."""
+        self.value, self.velocity, self.p00, self.p01, self.p11 = self._propagated(dt)
+
+    def ahead(self, dt: float) -> ChainEstimate:
+        """The estimate DT seconds ahead, leaving the filter as it is (for --predict-ms)."""
+        value, velocity, p00, _, _ = self._propagated(dt)
+        return ChainEstimate(value, velocity, p00)
+
+    def update(self, z: ArrayLike, r: ArrayLike) -> np.ndarray:
+        """Fuse measurements Z with variances R (both (K,)); returns each chain's NIS."""
+        y = z - self.value
+        nis = y * y / (self.p00 + r)
+        scale = 1.0 + self.adapt_gain * np.maximum(nis - self.adapt_gate, 0.0)
+        p00, p01, p11 = self.p00 * scale, self.p01 * scale, self.p11 * scale
+        s = p00 + r
+        k0, k1 = p00 / s, p01 / s
+        self.value = self.value + k0 * y
+        self.velocity = self.velocity + k1 * y
+        self.p11 = p11 - k1 * p01
+        shrink = r / s
+        self.p00, self.p01 = p00 * shrink, p01 * shrink
+        return nis
+
+    def _propagated(self, dt: float) -> tuple[np.ndarray, ...]:
+        """``F x`` and ``F P F^T + Q(dt)`` for the constant-velocity ``F`` and white-noise
+        acceleration ``Q``, written out per chain."""
+        dt2 = dt * dt
+        q = self.process_noise
+        return (self.value + self.velocity * dt, self.velocity,
+                self.p00 + dt * (2.0 * self.p01 + dt * self.p11) + q * (0.25 * dt2 * dt2),
+                self.p01 + dt * self.p11 + q * (0.5 * dt2 * dt),
+                self.p11 + q * dt2)
+
+
+def _exp(rotation_vector: np.ndarray) -> np.ndarray:
+    return Rotation.from_rotvec(rotation_vector).as_matrix()
+
+
+def _log(rotation_matrix: np.ndarray) -> np.ndarray:
+    """The rotation vector of a matrix known to be a rotation (skipping scipy's projection,
+    which costs three times as much)."""
+    return Rotation.from_matrix(rotation_matrix, assume_valid=True).as_rotvec()
+
+
+def _orthonormalised(matrix: np.ndarray) -> np.ndarray:
+    """The rotation nearest a nearly orthonormal matrix (the SVD polar factor)."""
+    u, _, vt = np.linalg.svd(matrix)
+    return u @ vt
+
+
+class IdentityEstimate:
+    """Information-weighted running mean: identity is constant over a track, so every frame
+    counts and the variance shrinks as 1/n; a new track starts a new estimate."""
+
+    def __init__(self, measurement: ArrayLike, variance: ArrayLike) -> None:
+        self.mean = np.array(measurement, np.float64)
+        self.information = 1.0 / np.broadcast_to(np.asarray(variance, np.float64),
+                                                 self.mean.shape)
+
+    def update(self, measurement: ArrayLike, variance: ArrayLike) -> None:
+        weight = 1.0 / np.asarray(variance, np.float64)
+        self.information = self.information + weight
+        self.mean = self.mean + weight / self.information * (measurement - self.mean)
+
+    @property
+    def variance(self) -> np.ndarray:
+        return 1.0 / self.information
+
+
+@dataclass(frozen=True)
+class FaceState:
+    """DESIGN.md's face state. Rotation is camera-from-model; ``angular_velocity`` (rad/s) is in
+    the camera frame (``dR/dt = [w]x R``) and ``rotation_variance`` (rad²) is the variance of the
+    rotation error vector about each camera axis. Expression is clipped to [0, 1], its velocity
+    and variance are the filter's own. ``time`` is the time the state describes (the frame time
+    plus any ``predict_ms``)."""
+
+    track: int
+    status: str
+    time: float
+    identity: np.ndarray
+    expression: np.ndarray
+    rotation: np.ndarray
+    translation: np.ndarray
+    expression_velocity: np.ndarray
+    angular_velocity: np.ndarray
+    translation_velocity: np.ndarray
+    identity_variance: np.ndarray
+    expression_variance: np.ndarray
+    rotation_variance: np.ndarray
+    translation_variance: np.ndarray
+
+
+# Where each group sits in a FaceFilter's chains.
+_EXPRESSION = slice(0, EXPRESSION_COUNT)
+_TRANSLATION = slice(EXPRESSION_COUNT, EXPRESSION_COUNT + 3)
+_ROTATION = slice(EXPRESSION_COUNT + 3, EXPRESSION_COUNT + 6)
+
+
+@dataclass(frozen=True)
+class _ChainParameters:
+    """Per-chain arrays of a FaceFilter's chains, in the order of the slices above."""
+
+    measurement_variance: np.ndarray
+    velocity_variance: np.ndarray
+    process_noise: np.ndarray
+    adapt_gain: np.ndarray
+    adapt_gate: np.ndarray
+
+    @classmethod
+    def of(cls, config: SmoothingConfig) -> _ChainParameters:
+        groups = ((config.expression, EXPRESSION_COUNT), (config.translation, 3),
+                  (config.rotation, 3))
+
+        def per_chain(value_of) -> np.ndarray:
+            return np.concatenate([np.broadcast_to(np.asarray(value_of(noise), np.float64), n)
+                                   for noise, n in groups])
+
+        return cls(per_chain(lambda g: np.square(g.measurement_std)),
+                   per_chain(lambda g: g.initial_velocity_std ** 2),
+                   per_chain(lambda g: g.acceleration_std ** 2),
+                   per_chain(lambda g: g.adapt_gain), per_chain(lambda g: g.adapt_gate))
+
+
+class FaceFilter:
+    """The smoother of one track: call :meth:`update` on frames where it is measured and
+    :meth:`predict` where it coasts. The first update starts the filter at the measurement.
+
+    With ``predict_ms`` > 0 the returned states are extrapolated that far past the frame time
+    (to hide the pipeline's latency); the filter itself stays at the frame time.
+    """
+
+    def __init__(self, track: int, config: SmoothingConfig | None = None,
+                 predict_ms: float = 0.0) -> None:
+        self.track = track
+        self.config = config or SmoothingConfig()
+        self.predict_ms = predict_ms
+        self.time: float | None = None  # of the last update or predict; None before the first
+        self._parameters = _ChainParameters.of(self.config)
+        self._chains: ChainFilter
+        self._rotation: np.ndarray  # the rotation estimate, where the rotation chains are zero
+        self._identity: IdentityEstimate
+
+    def update(self, time: float, identity: ArrayLike, expression: ArrayLike,
+               rotation: ArrayLike, translation: ArrayLike) -> FaceState:
+        """Fuse one frame's measurement (rotation 3x3 camera-from-model, translation in cm)."""
+        rotation = _orthonormalised(np.asarray(rotation, np.float64))
+        identity_variance = self.config.identity_std ** 2
+        if self.time is None:
+            self._start(identity, expression, rotation, translation, identity_variance)
+        else:
+            self._advance(time)
+            z = np.empty_like(self._chains.value)
+            z[_EXPRESSION] = expression
+            z[_TRANSLATION] = translation
+            # The chains hold the rotation error in the tangent space at self._rotation, which
+            # _advance has just reset to the prediction: the innovation is log(R_meas R_pred^T).
+            z[_ROTATION] = _log(rotation @ self._rotation.T)
+            self._chains.update(z, self._parameters.measurement_variance)
+            self._fold_rotation()
+            self._rotation = _orthonormalised(self._rotation)
+            self._identity.update(identity, identity_variance)
+        self.time = time
+        return self._state(TRACKING)
+
+    def predict(self, time: float) -> FaceState:
+        """Coast to TIME with no measurement: the state moves on at its velocities and the
+        variances grow."""
+        if self.time is None:
+            raise RuntimeError(f"track {self.track} has no measurement to predict from")
+        self._advance(time)
+        self.time = time
+        return self._state(COASTING)
+
+    def _start(self, identity: ArrayLike, expression: ArrayLike, rotation: np.ndarray,
+               translation: ArrayLike, identity_variance: float) -> None:
+        p = self._parameters
+        value = np.concatenate([np.asarray(expression, np.float64),
+                                np.asarray(translation, np.float64), np.zeros(3)])
+        self._chains = ChainFilter(value, p.measurement_variance, p.velocity_variance,
+                                   p.process_noise, p.adapt_gain, p.adapt_gate)
+        self._rotation = rotation
+        self._identity = IdentityEstimate(identity, identity_variance)
+
+    def _advance(self, time: float) -> None:
+        dt = time - self.time
+        if dt < 0:
+            raise ValueError(f"track {self.track}: time went back from {self.time} to {time}")
+        self._chains.predict(dt)
+        self._fold_rotation()
+
+    def _fold_rotation(self) -> None:
+        """Move the rotation error the chains hold into the estimate and zero it (the reset of
+        an error-state filter). A product of two rotations, so a rotation to round-off; the
+        update re-orthonormalises so that round-off never accumulates."""
+        error = self._chains.value[_ROTATION]
+        self._rotation = _exp(error) @ self._rotation
+        error[:] = 0.0
+
+    def _state(self, status: str) -> FaceState:
+        lead = self.predict_ms / 1000.0
+        chains = self._chains.ahead(lead)
+        # The rotation chains are zero at the filter's time, so with no lead this is the estimate.
+        rotation = _exp(chains.value[_ROTATION]) @ self._rotation if lead else self._rotation
+        return FaceState(
+            track=self.track, status=status, time=self.time + lead,
+            identity=self._identity.mean,
+            expression=np.clip(chains.value[_EXPRESSION], 0.0, 1.0),
+            rotation=rotation,
+            translation=chains.value[_TRANSLATION],
+            expression_velocity=chains.velocity[_EXPRESSION],
+            angular_velocity=chains.velocity[_ROTATION],
+            translation_velocity=chains.velocity[_TRANSLATION],
+            identity_variance=self._identity.variance,
+            expression_variance=chains.variance[_EXPRESSION],
+            rotation_variance=chains.variance[_ROTATION],
+            translation_variance=chains.variance[_TRANSLATION])
+
+
+class Smoother:
+    """A :class:`FaceFilter` per track id, kept from a track's first measurement to its loss; a
+    re-acquired face gets a new track id from TrackIds, hence a fresh filter."""
+
+    def __init__(self, config: SmoothingConfig | None = None, predict_ms: float = 0.0) -> None:
+        self.config = config or SmoothingConfig()
+        self.predict_ms = predict_ms
+        self.filters: dict[int, FaceFilter] = {}
+
+    def update(self, time: float,
+               tracks: Iterable[tuple[int, str, FaceFit | None]]) -> list[FaceState]:
+        """States of the tracks of one frame: (track id, status, the regressor's fit or None)
+        each.
+
+        Tracking tracks are updated, coasting ones predicted; a lost track is predicted one last
+        time, reported with status ``lost`` and its filter dropped. Coasting or lost tracks that
+        were never measured have no state and are skipped.
+        """
+        states = []
+        for track, status, measurement in tracks:
+            if status == TRACKING:
+                if measurement is None:
+                    raise ValueError(f"track {track} is tracking but has no measurement")
+                face = self.filters.get(track)
+                if face is None:
+                    face = self.filters[track] = FaceFilter(track, self.config, self.predict_ms)
+                states.append(face.update(time, measurement.identity, measurement.expression,
+                                          measurement.rotation, measurement.translation))
+            elif status == COASTING:
+                if track in self.filters:
+                    states.append(self.filters[track].predict(time))
+            elif status == LOST:
+                if track in self.filters:
+                    states.append(replace(self.filters.pop(track).predict(time), status=LOST))
+            else:
+                raise ValueError(f"track {track}: unknown status {status!r}")
+        return states
