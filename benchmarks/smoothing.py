@@ -28,7 +28,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from streams.errors import FacetrackError
-from streams.recording import read_records
+from streams.recording import read_records, tracked_face
 from tracker.expressions import ICT_EXPRESSION_NAMES
 from tracker.face_model import FaceModel
 from tracker.regressor import DEFAULT_MODEL, FaceFit, Manifest
@@ -94,8 +94,8 @@ def read_series(path: Path) -> Series:
                     *(np.full(shape, np.nan) for shape in ((n, 100), (n, 53), (n, 3, 3), (n, 3),
                                                            (n, 4))))
     for i, record in enumerate(records):
-        face = next((f for f in record["faces"] if f["status"] == TRACKING), None)
-        if face is None or "rotation" not in face:
+        face = tracked_face(record)
+        if face is None:
             continue
         series.tracked[i] = True
         series.identity[i], series.rotation[i] = face["identity"], face["rotation"]

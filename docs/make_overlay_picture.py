@@ -22,10 +22,11 @@ def main() -> None:
     image = cv2.resize(skimage.data.astronaut()[0:300, 60:400], None, fx=1.5, fy=1.5,
                        interpolation=cv2.INTER_CUBIC)
     frame = Frame("astronaut", 0, 0.0, image)
-    with FaceTracker(1, regressor=Regressor(), refiner=Refiner.load()) as tracker:
+    model = FaceModel.load()
+    with FaceTracker(1, regressor=Regressor(), refiner=Refiner.load(model)) as tracker:
         faces = tracker.process(frame)
         camera = tracker.intrinsics(*frame.size)
-    overlay = Overlay(mesh=Renderer(FaceModel.load(), "face"))
+    overlay = Overlay(mesh=Renderer(model, "face"))
     overlay.draw(image, faces, "facetrack: skimage.data.astronaut()", camera)
     cv2.imwrite(str(Path(__file__).with_name("overlay.png")),
                 cv2.cvtColor(image, cv2.COLOR_RGB2BGR))

@@ -46,7 +46,6 @@ DATA_VERSION = 2  # bump when training_data or sampling changes what a seed make
 SHARD = 3000  # rendered faces per cache file
 OPSET = 18
 HALF_MIN_SIZE = 1024  # weights with fewer values stay float32: they cost nothing
-CONFIG_DIR = Path(__file__).with_name("configs")
 log = logging.getLogger("facetrack.train")
 
 

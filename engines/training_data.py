@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from tracker.embedding import LandmarkEmbedding
+from tracker.embedding_fit import complex_points, similarity
 from tracker.face_model import FaceModel, posed
 from tracker.landmarks import FaceMesh
 from tracker.pose import angles
@@ -135,17 +136,14 @@ class Residuals:
     def measure(cls, model: FaceModel, embedding: LandmarkEmbedding,
                 samples: FaceSamples) -> Residuals:
         predicted = embedded_landmarks(model, embedding, samples)
-        z_pred = predicted[..., 0] + 1j * predicted[..., 1]
-        z_mp = samples.landmarks[..., 0] + 1j * samples.landmarks[..., 1]
-        c_pred, c_mp = z_pred.mean(1, keepdims=True), z_mp.mean(1, keepdims=True)
-        a, b = z_pred - c_pred, z_mp - c_mp
-        size = np.sqrt((np.abs(a) ** 2).mean(1, keepdims=True))
-        s = (np.conj(a) * b).sum(1, keepdims=True) / (np.abs(a) ** 2).sum(1, keepdims=True)
-        residual = (b - s * a) / (s * size)  # in the prediction's frame, in face sizes
-        shift = ((c_mp - c_pred) / size)[:, 0]
+        fit = similarity(samples.landmarks, predicted)
+        a = complex_points(predicted) - fit.centre
+        b = complex_points(samples.landmarks) - fit.centre - fit.shift
+        residual = (b - fit.scale * a) / (fit.scale * fit.size)  # prediction's frame, face sizes
+        shift = (fit.shift / fit.size)[:, 0]
         return cls(np.stack([residual.real, residual.imag], -1).astype(np.float32),
                    angles(samples.rotation)[:, 0], np.stack([shift.real, shift.imag], -1),
-                   np.log(np.abs(s[:, 0])), np.angle(s[:, 0]))
+                   np.log(np.abs(fit.scale[:, 0])), np.angle(fit.scale[:, 0]))
 
     def draw(self, rng: np.random.Generator, yaw: np.ndarray) -> tuple[np.ndarray, ...]:
         """For faces at YAW (N,): residual shapes (N, 478, 2) and similarity offsets (shift

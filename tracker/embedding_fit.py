@@ -19,6 +19,7 @@ import argparse
 import sys
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from mediapipe.python.solutions import face_mesh
@@ -202,20 +203,40 @@ def _vertex_rings(triangles: np.ndarray, vertex_count: int) -> list[np.ndarray]:
     return [owners[starts[v]:starts[v + 1]] for v in range(vertex_count)]
 
 
+class Similarity(NamedTuple):
+    """Each image's best 2D similarity from predicted points to landmarks, in complex numbers
+    (one product per point): ``landmark ≈ scale * (predicted - centre) + centre + shift``.
+    All (N, 1); ``size`` is the predicted points' RMS distance from their centre."""
+
+    centre: np.ndarray
+    shift: np.ndarray
+    scale: np.ndarray
+    size: np.ndarray
+
+
+def complex_points(points: np.ndarray) -> np.ndarray:
+    """(..., 2) points as complex numbers x + iy."""
+    return points[..., 0] + 1j * points[..., 1]
+
+
+def similarity(landmarks: np.ndarray, predicted: np.ndarray) -> Similarity:
+    """The least-squares similarity per image from PREDICTED to LANDMARKS (N, L, 2)."""
+    zl, zp = complex_points(landmarks), complex_points(predicted)
+    centre = zp.mean(axis=1, keepdims=True)
+    a, b = zp - centre, zl - zl.mean(axis=1, keepdims=True)
+    scale = (np.conj(a) * b).sum(axis=1, keepdims=True) / (np.abs(a) ** 2).sum(axis=1,
+                                                                                keepdims=True)
+    return Similarity(centre, zl.mean(axis=1, keepdims=True) - centre, scale,
+                      np.sqrt((np.abs(a) ** 2).mean(axis=1, keepdims=True)))
+
+
 def _remove_similarity(landmarks: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     """LANDMARKS (N, L, 2) moved by the inverse of each render's best 2D similarity from
     PREDICTED to them, renormalised so the similarities average to none (no drift)."""
-    # Complex numbers make a 2D similarity one product: z -> s * (z - centre) + centre + shift.
-    zl = landmarks[..., 0] + 1j * landmarks[..., 1]
-    zp = predicted[..., 0] + 1j * predicted[..., 1]
-    centre = zp.mean(axis=1, keepdims=True)
-    a, b = zp - centre, zl - zl.mean(axis=1, keepdims=True)
-    s = (np.conj(a) * b).sum(axis=1, keepdims=True) / (np.abs(a) ** 2).sum(axis=1, keepdims=True)
-    shift = zl.mean(axis=1, keepdims=True) - centre
-    size = np.sqrt((np.abs(a) ** 2).mean(axis=1, keepdims=True))
-    s = s / np.exp(np.log(s).mean())  # the average scale and angle belong to the embedding
-    shift = shift - (shift / size).mean() * size  # likewise the average offset, in face sizes
-    back = (zl - centre - shift) / s + centre
+    fit = similarity(landmarks, predicted)
+    s = fit.scale / np.exp(np.log(fit.scale).mean())  # the average belongs to the embedding
+    shift = fit.shift - (fit.shift / fit.size).mean() * fit.size  # likewise, in face sizes
+    back = (complex_points(landmarks) - fit.centre - shift) / s + fit.centre
     return np.stack([back.real, back.imag], axis=-1).astype(np.float32)
 
 

@@ -27,3 +27,11 @@ def angles(rotation_matrix: np.ndarray) -> np.ndarray:
     flat = head.reshape(-1, 3, 3)
     result = Rotation.from_matrix(flat).as_euler("YXZ", degrees=True)
     return result.reshape(*np.shape(rotation_matrix)[:-2], 3)
+
+
+def yaw(rotation_matrix: np.ndarray) -> float:
+    """The yaw of `angles` (degrees) of one rotation, without scipy: the per-frame path needs
+    only this angle, and ``FRONTAL @ R = Ry(yaw) @ Rx(pitch) @ Rz(roll)`` gives it from one
+    column as ``atan2(sin(yaw) cos(pitch), cos(yaw) cos(pitch))``."""
+    head = FRONTAL @ np.asarray(rotation_matrix)
+    return float(np.degrees(np.arctan2(head[0, 2], head[2, 2])))

@@ -17,7 +17,7 @@ from mediapipe.python.solutions import face_mesh
 from calibrate.intrinsics import Intrinsics
 from tracker.embedding import LandmarkEmbedding
 from tracker.face_model import FaceModel
-from tracker.pose import FRONTAL
+from tracker.pose import yaw
 from tracker.regressor import FaceFit
 
 CONTOUR = np.array(sorted({i for edge in face_mesh.FACEMESH_FACE_OVAL for i in edge}))
@@ -49,17 +49,16 @@ class Refiner:
         self._weights = np.repeat(np.sqrt(weights), 2)
 
     @classmethod
-    def load(cls, model: str | None = None, steps: int = DEFAULT_STEPS) -> Refiner:
-        """A refiner on the installed face model (or MODEL) and the committed embedding."""
-        face_model = FaceModel.load(model)
-        return cls(face_model, LandmarkEmbedding.load(face_model.triangles), steps)
+    def load(cls, model: FaceModel | None = None, steps: int = DEFAULT_STEPS) -> Refiner:
+        """A refiner on MODEL (default: the installed face model) and the committed
+        embedding."""
+        model = model or FaceModel.load()
+        return cls(model, LandmarkEmbedding.load(model.triangles), steps)
 
     def refine(self, fit: FaceFit, landmarks: np.ndarray, camera: Intrinsics) -> FaceFit:
         """FIT moved to explain LANDMARKS (478, >=2 pixels) better."""
-        head = FRONTAL @ fit.rotation  # yaw of R = FRONTAL @ Ry(yaw) @ Rx(pitch) @ Rz(roll)
-        yaw = np.degrees(np.arctan2(head[0, 2], head[2, 2]))
-        low, high, share = (int(v) if i < 2 else float(v) for i, v in enumerate(
-            self.embedding.blend(np.float32(yaw))))
+        low, high, share = self.embedding.blend(np.float32(yaw(fit.rotation)))
+        low, high, share = int(low), int(high), float(share)
         split = 1 + self._identities
         identity = np.concatenate([[1.0], fit.identity]).astype(np.float32)
         below, above = (np.tensordot(identity, self._bins[b, :split], axes=1)

@@ -77,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
         writer = (stack.enter_context(VideoWriter(args.output, source.fps, block=not source.live))
                   if args.output else None)
         window = _open_window(stack) if args.show else None
-        overlay = Overlay(mesh=_mesh_renderer(args)) if writer or window else None
+        face_model = _face_model(args)
+        overlay = (Overlay(mesh=Renderer(face_model, "face") if args.mesh else None)
+                   if writer or window else None)
         regressor = Regressor(args.regressor, args.engine, args.precision, args.model)
         if profile and profile.info.get("regressor") != regressor.manifest.model_version:
             print(f"facetrack: warning: {args.profile} was made with regressor "
@@ -85,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
                   "its resting face may be off, calibrate again", file=sys.stderr)
         tracker = stack.enter_context(FaceTracker(args.max_faces, camera=camera,
                                                   regressor=regressor, focal=args.focal,
-                                                  refiner=_refiner(args),
+                                                  refiner=(Refiner.load(face_model, args.refine)
+                                                           if args.refine else None),
                                                   smoother=smoother, profile=profile))
         progress = stack.enter_context(tqdm(
             total=source.length, unit="frame", disable=args.quiet, file=sys.stderr,
@@ -126,12 +129,9 @@ def _smoother(args: argparse.Namespace) -> Smoother | None:
     return Smoother(predict_ms=args.predict_ms)
 
 
-def _mesh_renderer(args: argparse.Namespace) -> Renderer | None:
-    return Renderer(FaceModel.load(args.model), "face") if args.mesh else None
-
-
-def _refiner(args: argparse.Namespace) -> Refiner | None:
-    return Refiner.load(args.model, args.refine) if args.refine else None
+def _face_model(args: argparse.Namespace) -> FaceModel | None:
+    """The face model, loaded once, when refinement or the mesh overlay needs it."""
+    return FaceModel.load(args.model) if args.refine or args.mesh else None
 
 
 def _annotate(overlay: Overlay, frame: Frame, faces: list[TrackedFace], stats: RunStats,
