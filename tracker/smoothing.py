@@ -64,7 +64,7 @@ class SmoothingConfig:
     """Every noise parameter of the smoother, in one place to tune on ground-truth clips."""
 
     # Expression acceleration set by hand to 1/s² (the grid chose 0.019/s² when it scored jawOpen
-    # lag only): with regressor 2026.11.25-8f10d6e0 and one refinement step, 0.3/s² gives
+    # lag only): with regressor 2026.11.25-22ebab49 and one refinement step, 0.3/s² gives
     # 0.0075 mm/frame of still jitter but eyeBlink r 0.81 against the raw 0.91; 1/s² gives
     # 0.0096 and r 0.88; 5/s² 0.014 and r 0.92.
     expression: ChainNoise = ChainNoise(
