@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import time
@@ -47,8 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import facetrack  # noqa: E402  (the harness's runner)
 
 FOOTAGE = Path(__file__).resolve().parents[2] / "shared" / "footage"
-CLIPS = ("still", "talking", "head_shake", "head_turns")
-MOVING = ("talking", "head_shake", "head_turns")
+CLIPS = ("still", "talking", "head_shake", "head_turns", "blinks_smile")
+MOVING = ("talking", "head_shake", "head_turns", "blinks_smile")
 TARGET_JITTER = 0.05  # mm/frame on the still clip (issue 5)
 TARGET_LAG = 1  # frames, yaw on head_shake and jawOpen on talking
 # Casiez et al.'s order: min_cutoff lowered (Hz) until a still face stops jittering, then beta
@@ -58,6 +59,7 @@ BETAS = (0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 # The jitter-lag curve of the Kalman smoother: adapt_gain at the tuned process noise.
 ADAPT_GAINS = (0.0, 0.3, 1.0, 3.0, 10.0, 30.0)
 NOISE_SCALES = (0.1, 0.3, 3.0, 10.0)  # and acceleration_std times these, at the default gain
+VELOCITY_TIMES = (math.inf, 0.5, 0.2, 0.1, 0.05)  # and velocity_time_s set to these
 GROUPS = ("expression", "translation", "rotation")
 SETTLE_FRAMES = 15  # still-face jitter counts from here: a filter's first frames converge
 STILL_STRETCH_S = 1.0  # seconds of real footage whose face box moves least
@@ -231,7 +233,8 @@ def _put(series: Series, i: int, values: FaceFit | FaceState) -> None:
 def measure(clips: list[Clip], filtered: Callable[[Series], Series], model: FaceModel) -> dict:
     """Issue 5's numbers for one filter over CLIPS: still-face jitter (once settled) and extra
     motion (mm/frame of the narrow-face mesh), lags (frames), aligned shape and rotation error
-    (median and p95 over frames)."""
+    (median and p95 over frames), and how well blinks survive (eyeBlink's correlation with the
+    truth on blinks_smile: a fast, small expression is what smoothing flattens first)."""
     scores = {clip.name: score_clip(clip.truth, filtered(clip.raw).predictions(), model)
               for clip in clips}
 
@@ -244,15 +247,16 @@ def measure(clips: list[Clip], filtered: Callable[[Series], Series], model: Face
         return (float(np.median(values)), float(np.percentile(values, 95))) if len(values) else (
             float("nan"), float("nan"))
 
-    def lag(name: str, metric: str) -> float:
+    def per_clip(name: str, metric: str) -> float:
         return scores[name]["per_clip"][metric] if name in scores else float("nan")
 
     everything = tuple(scores)
     return {"jitter": quantiles(pooled("motion_mm", ("still",), SETTLE_FRAMES)),
             "extra_motion": quantiles(pooled("motion_mm", MOVING)),
-            "lag_yaw_shake": lag("head_shake", "lag_yaw"),
-            "lag_yaw_turns": lag("head_turns", "lag_yaw"),
-            "lag_jaw": lag("talking", "lag_jawOpen"),
+            "lag_yaw_shake": per_clip("head_shake", "lag_yaw"),
+            "lag_yaw_turns": per_clip("head_turns", "lag_yaw"),
+            "lag_jaw": per_clip("talking", "lag_jawOpen"),
+            "r_blink": per_clip("blinks_smile", "r_eyeBlink"),
             "aligned_mm": quantiles(pooled("posed_aligned_mm", everything)),
             "rotation_deg": quantiles(pooled("rotation_deg", everything))}
 
@@ -338,26 +342,26 @@ def online_matches_offline(clip: Clip, folder: Path) -> float:
 
 def comparison_table(rows: dict[str, dict]) -> str:
     lines = ["| filter | still jitter mm/frame (median, p95) | extra motion mm/frame (median, "
-             "p95) | yaw lag head_shake | yaw lag head_turns | jawOpen lag talking | posed "
-             "aligned mm (median, p95) | rotation ° (median, p95) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "p95) | yaw lag head_shake | yaw lag head_turns | jawOpen lag talking | r eyeBlink "
+             "| posed aligned mm (median, p95) | rotation ° (median, p95) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, m in rows.items():
         lines.append(
-            f"| {name} | {m['jitter'][0]:.3f}, {m['jitter'][1]:.3f} | "
+            f"| {name} | {m['jitter'][0]:.4f}, {m['jitter'][1]:.4f} | "
             f"{m['extra_motion'][0]:.3f}, {m['extra_motion'][1]:.3f} | "
             f"{m['lag_yaw_shake']:.0f} | {m['lag_yaw_turns']:.0f} | {m['lag_jaw']:.0f} | "
-            f"{m['aligned_mm'][0]:.2f}, {m['aligned_mm'][1]:.2f} | "
+            f"{m['r_blink']:.2f} | {m['aligned_mm'][0]:.2f}, {m['aligned_mm'][1]:.2f} | "
             f"{m['rotation_deg'][0]:.2f}, {m['rotation_deg'][1]:.2f} |")
     return "\n".join(lines)
 
 
 def curve_table(title: str, rows: dict[str, dict]) -> str:
     lines = [f"| {title} | still jitter mm/frame (median, p95) | extra motion mm/frame (median) "
-             "| yaw lag head_shake | jawOpen lag talking | rotation ° (median) |",
-             "|---|---:|---:|---:|---:|---:|"]
+             "| yaw lag head_shake | jawOpen lag talking | r eyeBlink | rotation ° (median) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {name} | {m['jitter'][0]:.4f}, {m['jitter'][1]:.4f} | "
               f"{m['extra_motion'][0]:.3f} | {m['lag_yaw_shake']:.0f} | {m['lag_jaw']:.0f} | "
-              f"{m['rotation_deg'][0]:.2f} |" for name, m in rows.items()]
+              f"{m['r_blink']:.2f} | {m['rotation_deg'][0]:.2f} |" for name, m in rows.items()]
     return "\n".join(lines)
 
 
@@ -399,7 +403,10 @@ def evaluate(folder: Path, frames: int, seed: int) -> dict:
         **{f"acceleration_std x{scale:g}": measure(clips, partial(kalman, config=per_group(
             config, lambda noise, k=scale: replace(
                 noise, acceleration_std=k * noise.acceleration_std))), model)
-           for scale in NOISE_SCALES}}
+           for scale in NOISE_SCALES},
+        **{f"velocity_time_s {seconds:g}": measure(clips, partial(kalman, config=per_group(
+            config, lambda noise, s=seconds: replace(noise, velocity_time_s=s))), model)
+           for seconds in VELOCITY_TIMES}}
     print(curve_table("Kalman (one setting changed from the defaults)", kalman_curve) + "\n")
     euro_curve = {f"beta {beta:g}": measure(clips, partial(
         one_euro, params=replace(params, beta=beta), config=config), model) for beta in BETAS}

@@ -15,6 +15,8 @@ residuals, then process noise and the adaptive rule from issue 5's targets.
    issue 5's targets (still-face jitter, yaw lag on head_shake and jawOpen lag on talking,
    aligned-shape and rotation error within 5% of the raw regressor's), the one with the least
    still-face jitter, extra motion and error (each relative to the raw regressor's, summed).
+The velocity decay times (``velocity_time_s``) stay at the defaults: they were chosen by hand
+from benchmarks/smoothing.py's curve, which also watches blinks, as this grid does not.
 It prints what it found and the SmoothingConfig to paste into tracker/smoothing.py.
 """
 
@@ -165,7 +167,7 @@ def snippet(config: SmoothingConfig, version: str) -> str:
         return (f"ChainNoise(\n        measurement_std={std}, acceleration_std="
                 f"{c.acceleration_std:.4g},\n        initial_velocity_std="
                 f"{c.initial_velocity_std:g}, adapt_gain={c.adapt_gain:g}, "
-                f"adapt_gate={c.adapt_gate:g})")
+                f"adapt_gate={c.adapt_gate:g}, velocity_time_s={c.velocity_time_s:g})")
     expression = textwrap.fill(", ".join(f"{v:g}" for v in config.expression.measurement_std),
                                width=99, initial_indent="    ", subsequent_indent="    ")
     return "\n".join([

@@ -3,6 +3,8 @@ on SO(3)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from filterpy.common import Q_discrete_white_noise
@@ -46,15 +48,17 @@ def reference_filters(value, value_variance, velocity_variance) -> list[KalmanFi
     return filters
 
 
-@pytest.mark.parametrize("adapt_gain", [0.0, 2.5])
-def test_chains_match_filterpy(adapt_gain: float) -> None:
+@pytest.mark.parametrize(("adapt_gain", "velocity_time"),
+                         [(0.0, math.inf), (2.5, math.inf), (0.0, 0.15), (2.5, 0.15)])
+def test_chains_match_filterpy(adapt_gain: float, velocity_time: float) -> None:
     """Batched chains == one filterpy KalmanFilter per chain, with random dt, coasting steps and
-    per-chain noise; with adaptation, == filterpy whose prediction is scaled by the rule."""
+    per-chain noise; with adaptation, == filterpy whose prediction is scaled by the rule; with a
+    decaying velocity, == filterpy with that decay in F."""
     rng = np.random.default_rng(5)
     k = 9
     value, p0, p1 = rng.normal(size=k), rng.uniform(0.01, 1, k), rng.uniform(0.1, 4, k)
     q, gate = rng.uniform(0.1, 50, k), rng.uniform(0.5, 4, k)
-    chains = ChainFilter(value, p0, p1, q, adapt_gain, gate)
+    chains = ChainFilter(value, p0, p1, q, adapt_gain, gate, velocity_time)
     reference = reference_filters(value, p0, p1)
     truth = value.copy()
     for _ in range(300):
@@ -62,7 +66,8 @@ def test_chains_match_filterpy(adapt_gain: float) -> None:
         truth += rng.normal(scale=0.5, size=k) * dt
         chains.predict(dt)
         for kf, qi in zip(reference, q, strict=True):
-            kf.predict(F=np.array([[1.0, dt], [0.0, 1.0]]), Q=Q_discrete_white_noise(2, dt, qi))
+            kf.predict(F=np.array([[1.0, dt], [0.0, math.exp(-dt / velocity_time)]]),
+                       Q=Q_discrete_white_noise(2, dt, qi))
         if rng.random() < 0.8:  # else the chains coast on to the next step
             r = rng.uniform(0.001, 0.5, k)
             z = truth + rng.normal(size=k) * np.sqrt(r) * rng.choice([1, 10], k)

@@ -15,6 +15,7 @@ See docs/smoothing.md for the model, the adaptive rule and what the variances me
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import NamedTuple
@@ -34,7 +35,9 @@ class ChainNoise:
     """Noise of one group of chains, in the group's units (1 for expression, cm, rad).
 
     ``acceleration_std`` is the std of the white-noise acceleration (units/s²) that drives the
-    constant-velocity model; ``adapt_gain`` and ``adapt_gate`` set how much it is raised when the
+    velocity; ``velocity_time_s`` is how fast the velocity forgets itself (it decays by
+    ``exp(-dt / velocity_time_s)``; infinity is the plain constant-velocity model);
+    ``adapt_gain`` and ``adapt_gate`` set how much the process noise is raised when the
     normalised innovation squared (NIS) exceeds the gate (see :class:`ChainFilter`).
     """
 
@@ -43,6 +46,7 @@ class ChainNoise:
     initial_velocity_std: float
     adapt_gain: float
     adapt_gate: float
+    velocity_time_s: float = math.inf
 
 
 # Measured and tuned by benchmarks/tune_smoothing.py on every `facetrack synth` clip (seed 1,
@@ -63,19 +67,23 @@ _EXPRESSION_STD = (
 class SmoothingConfig:
     """Every noise parameter of the smoother, in one place to tune on ground-truth clips."""
 
-    # Expression acceleration set by hand to 1/s² (the grid chose 0.019/s² when it scored jawOpen
-    # lag only): with regressor 2026.11.25-22ebab49 and one refinement step, 0.3/s² gives
-    # 0.0075 mm/frame of still jitter but eyeBlink r 0.81 against the raw 0.91; 1/s² gives
-    # 0.0096 and r 0.88; 5/s² 0.014 and r 0.92.
+    # Set by hand from benchmarks/smoothing.py's curves with regressor 2026.11.25-22ebab49 (the
+    # tuner's grid scores jawOpen lag only, and picked an expression acceleration that flattened
+    # blinks). Pose velocities forget themselves in 0.1 s, expression ones in 0.5 s, and the
+    # accelerations are low, so a still face averages over many frames; expression's adaptive
+    # rule starts at 1 sigma and is steep (gain 5), much as the One Euro filter's cutoff rises
+    # with speed, since this regressor reads blinks at a seventh of their size, within a few
+    # noise stds. Against the constant-velocity chains before (0.0102 mm/frame of still-face
+    # jitter): 0.0036, lags unchanged, eyeBlink r 0.92 over the harness clips (raw 0.91).
     expression: ChainNoise = ChainNoise(
-        measurement_std=_EXPRESSION_STD, acceleration_std=1.0,
-        initial_velocity_std=1, adapt_gain=1, adapt_gate=9)
+        measurement_std=_EXPRESSION_STD, acceleration_std=0.1,
+        initial_velocity_std=1, adapt_gain=5, adapt_gate=1, velocity_time_s=0.5)
     translation: ChainNoise = ChainNoise(
-        measurement_std=(0.0573, 0.0611, 0.3145), acceleration_std=0.1443,
-        initial_velocity_std=10, adapt_gain=1, adapt_gate=9)
+        measurement_std=(0.0573, 0.0611, 0.3145), acceleration_std=0.0433,
+        initial_velocity_std=10, adapt_gain=1, adapt_gate=9, velocity_time_s=0.1)
     rotation: ChainNoise = ChainNoise(
-        measurement_std=(0.0057, 0.0045, 0.0025), acceleration_std=0.0127,
-        initial_velocity_std=1, adapt_gain=1, adapt_gate=9)
+        measurement_std=(0.0057, 0.0045, 0.0025), acceleration_std=0.0038,
+        initial_velocity_std=1, adapt_gain=1, adapt_gate=9, velocity_time_s=0.1)
     identity_std: float = 0.765
 
 
@@ -88,13 +96,19 @@ class ChainEstimate(NamedTuple):
 
 
 class ChainFilter:
-    """K independent scalar constant-velocity Kalman chains, run batched.
+    """K independent scalar Kalman chains of value and velocity, run batched.
 
     Chain i has state ``[value, velocity]`` and covariance ``[[p00, p01], [p01, p11]]``; the 2x2
     algebra is written out on arrays of shape (K,), so a step is a few dozen numpy operations
-    instead of dense (2K x 2K) products. With ``adapt_gain == 0`` each chain is exactly
-    filterpy's ``KalmanFilter`` with ``F = [[1, dt], [0, 1]]``, ``H = [1, 0]`` and
-    ``Q = Q_discrete_white_noise(2, dt, process_noise)``.
+    instead of dense (2K x 2K) products. Each chain is exactly filterpy's ``KalmanFilter`` with
+    ``F = [[1, dt], [0, d]]``, ``H = [1, 0]`` and ``Q = Q_discrete_white_noise(2, dt,
+    process_noise)`` when ``adapt_gain == 0``, where ``d = exp(-dt / velocity_time)``: with an
+    infinite ``velocity_time`` (the default) the constant-velocity model.
+
+    Why the velocity decays: a constant-velocity chain on a still input keeps estimating a
+    velocity from noise, and that drift is most of its still-face jitter; a velocity that
+    forgets itself in a tenth of a second makes the chain average like a constant-position
+    filter while still, and the adaptive rule below lets it follow real motion at once.
 
     Adaptive rule: at an update each chain's predicted covariance is scaled by
     ``1 + adapt_gain * max(0, NIS - adapt_gate)``, the NIS ``y² / (p00 + r)`` taken from the
@@ -106,7 +120,7 @@ class ChainFilter:
 
     def __init__(self, value: ArrayLike, value_variance: ArrayLike, velocity_variance: ArrayLike,
                  process_noise: ArrayLike, adapt_gain: ArrayLike = 0.0,
-                 adapt_gate: ArrayLike = 1.0) -> None:
+                 adapt_gate: ArrayLike = 1.0, velocity_time: ArrayLike = math.inf) -> None:
         self.value = np.array(value, np.float64)
         shape = self.value.shape
         self.velocity = np.zeros(shape)
@@ -116,6 +130,7 @@ class ChainFilter:
         self.process_noise = np.broadcast_to(np.asarray(process_noise, np.float64), shape)
         self.adapt_gain = np.broadcast_to(np.asarray(adapt_gain, np.float64), shape)
         self.adapt_gate = np.broadcast_to(np.asarray(adapt_gate, np.float64), shape)
+        self.velocity_time = np.broadcast_to(np.asarray(velocity_time, np.float64), shape)
 
     def predict(self, dt: float) -> None:
         """Advance every chain by DT seconds with no measurement; variances grow."""
@@ -142,14 +157,15 @@ class ChainFilter:
         return nis
 
     def _propagated(self, dt: float) -> tuple[np.ndarray, ...]:
-        """``F x`` and ``F P F^T + Q(dt)`` for the constant-velocity ``F`` and white-noise
-        acceleration ``Q``, written out per chain."""
+        """``F x`` and ``F P F^T + Q(dt)`` for the ``F`` and white-noise acceleration ``Q`` of
+        the class docstring, written out per chain."""
         dt2 = dt * dt
         q = self.process_noise
-        return (self.value + self.velocity * dt, self.velocity,
+        decay = np.exp(-dt / self.velocity_time)
+        return (self.value + self.velocity * dt, self.velocity * decay,
                 self.p00 + dt * (2.0 * self.p01 + dt * self.p11) + q * (0.25 * dt2 * dt2),
-                self.p01 + dt * self.p11 + q * (0.5 * dt2 * dt),
-                self.p11 + q * dt2)
+                decay * (self.p01 + dt * self.p11) + q * (0.5 * dt2 * dt),
+                decay * decay * self.p11 + q * dt2)
 
 
 def _exp(rotation_vector: np.ndarray) -> np.ndarray:
@@ -226,6 +242,7 @@ class _ChainParameters:
     process_noise: np.ndarray
     adapt_gain: np.ndarray
     adapt_gate: np.ndarray
+    velocity_time: np.ndarray
 
     @classmethod
     def of(cls, config: SmoothingConfig) -> _ChainParameters:
@@ -239,7 +256,8 @@ class _ChainParameters:
         return cls(per_chain(lambda g: np.square(g.measurement_std)),
                    per_chain(lambda g: g.initial_velocity_std ** 2),
                    per_chain(lambda g: g.acceleration_std ** 2),
-                   per_chain(lambda g: g.adapt_gain), per_chain(lambda g: g.adapt_gate))
+                   per_chain(lambda g: g.adapt_gain), per_chain(lambda g: g.adapt_gate),
+                   per_chain(lambda g: g.velocity_time_s))
 
 
 class FaceFilter:
@@ -298,7 +316,8 @@ class FaceFilter:
         value = np.concatenate([np.asarray(expression, np.float64),
                                 np.asarray(translation, np.float64), np.zeros(3)])
         self._chains = ChainFilter(value, p.measurement_variance, p.velocity_variance,
-                                   p.process_noise, p.adapt_gain, p.adapt_gate)
+                                   p.process_noise, p.adapt_gain, p.adapt_gate,
+                                   p.velocity_time)
         self._rotation = rotation
         self._identity = IdentityEstimate(identity, identity_variance)
 
