@@ -28,7 +28,7 @@ class LossWeights:
     rotation: float = 1.0
     offset: float = 50.0  # a face size is about 5 cm
     depth: float = 300.0  # log depth: 1% of 60 cm is 6 mm; half weight, as it is ill-posed
-    expression: float = 30.0  # about half a millimetre per shape and unit
+    expression: float = 300.0  # squared: 0.1 off in every shape costs 3
     identity: float = 0.2
 
 
@@ -63,7 +63,7 @@ def regressor_loss(outputs: dict[str, torch.Tensor], target: dict[str, torch.Ten
         "rotation": rotation,
         "offset": (outputs["offset"] - target["offset"]).norm(dim=-1).mean(),
         "depth": (outputs["log_depth"] - target["log_depth"]).abs().mean(),
-        "expression": ((outputs["expression"] - target["expression"]).abs().mean(dim=1)
+        "expression": ((outputs["expression"] - target["expression"]).square().mean(dim=1)
                        * target["trust"]).mean(),
         "identity": (outputs["identity"] - target["identity"]).pow(2).mean(),
     }

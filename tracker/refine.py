@@ -16,13 +16,20 @@ from mediapipe.python.solutions import face_mesh
 
 from calibrate.intrinsics import Intrinsics
 from tracker.embedding import LandmarkEmbedding
+from tracker.expressions import ICT_EXPRESSION_NAMES
 from tracker.face_model import FaceModel
 from tracker.pose import yaw
 from tracker.regressor import FaceFit
 
 CONTOUR = np.array(sorted({i for edge in face_mesh.FACEMESH_FACE_OVAL for i in edge}))
 CONTOUR_WEIGHT = 0.3  # the jaw line is a silhouette: MediaPipe places it least surely
-EXPRESSION_PRIOR = 30.0  # pixels of landmark error that moving a shape by 1 must beat
+# Pixels of landmark error that moving a shape by 1 must beat: how far the refinement may take
+# a shape from the regressor's reading. Strong by default (brows, eye looks, nose): there the
+# landmarks confuse shape with identity and pose, and the regressor reads better (browDown r
+# 0.96 alone, 0.52 refined at 30 px). Weaker where MediaPipe's dense lip and eyelid landmarks
+# show a shape plainly. Chosen on the harness clips with regressor 2026.11.25-26776492.
+EXPRESSION_PRIOR = 60.0
+SHAPE_PRIORS = (("eyeBlink", 10.0), ("mouth", 20.0), ("jaw", 20.0), ("cheek", 20.0))
 DAMPING = 1e-3
 DEFAULT_STEPS = 1  # what `facetrack run` does unless told: most of the gain, 0.65 ms a face
 
@@ -47,6 +54,8 @@ class Refiner:
         weights = np.ones(478, np.float32)
         weights[CONTOUR] = CONTOUR_WEIGHT
         self._weights = np.repeat(np.sqrt(weights), 2)
+        self._prior = np.array([next((p for prefix, p in SHAPE_PRIORS if name.startswith(prefix)),
+                                     EXPRESSION_PRIOR) ** 2 for name in ICT_EXPRESSION_NAMES])
 
     @classmethod
     def load(cls, model: FaceModel | None = None, steps: int = DEFAULT_STEPS) -> Refiner:
@@ -73,7 +82,6 @@ class Refiner:
             np.float64)
         expression = fit.expression.astype(np.float32)
         prior = fit.expression.astype(np.float32)
-        count = len(expression)
         for _ in range(self.steps):
             below, above = (np.tensordot(expression, b, axes=1) for b in (lower, upper))
             points = rest + below + share * (above - below)  # (478, 3)
@@ -91,8 +99,8 @@ class Refiner:
             residual = (pixels - target) * self._weights
             normal = (jacobian.T @ jacobian).astype(np.float64)
             gradient = (jacobian.T @ residual).astype(np.float64)
-            normal[6:, 6:] += EXPRESSION_PRIOR ** 2 * np.eye(count)
-            gradient[6:] += EXPRESSION_PRIOR ** 2 * (expression - prior)
+            normal[6:, 6:] += np.diag(self._prior)
+            gradient[6:] += self._prior * (expression - prior)
             normal += DAMPING * np.diag(np.diag(normal))
             step = -np.linalg.solve(normal, gradient)
             rotation = cv2.Rodrigues(step[:3])[0] @ rotation  # scipy's costs 10x more

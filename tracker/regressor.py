@@ -67,17 +67,18 @@ class Fits:
 
 
 def ray_rotations(directions: np.ndarray) -> np.ndarray:
-    """(N, 3, 3) the smallest rotations taking the optical axis (+z) onto DIRECTIONS (N, 3)."""
-    d = directions / np.linalg.norm(directions, axis=-1, keepdims=True)
-    axis = np.stack([-d[:, 1], d[:, 0], np.zeros(len(d))], axis=-1)  # z × d
-    sin = np.linalg.norm(axis, axis=-1)
-    cos = d[:, 2]
-    k = axis / np.maximum(sin, 1e-12)[:, None]
-    cross = np.zeros((len(d), 3, 3))
-    cross[:, 0, 1], cross[:, 0, 2], cross[:, 1, 2] = -k[:, 2], k[:, 1], -k[:, 0]
-    cross -= np.swapaxes(cross, 1, 2)
-    eye = np.broadcast_to(np.eye(3), cross.shape)
-    return eye + sin[:, None, None] * cross + (1 - cos)[:, None, None] * cross @ cross
+    """(N, 3, 3) the smallest rotations taking the optical axis (+z) onto DIRECTIONS (N, 3),
+    in closed form: for a unit d = (a, b, c), ``I + [k]x + [k]x² / (1 + c)`` with k = z × d,
+    which needs c > -1 (a direction in front of the camera, where every face is)."""
+    unit = directions / np.linalg.norm(directions, axis=-1, keepdims=True)
+    a, b, c = unit.T
+    turn = np.empty((len(unit), 3, 3))
+    turn[:, :, 2] = unit
+    turn[:, 2, :2] = -unit[:, :2]
+    turn[:, 0, 1] = turn[:, 1, 0] = -a * b / (1.0 + c)
+    turn[:, 0, 0] = 1.0 - a * a / (1.0 + c)
+    turn[:, 1, 1] = 1.0 - b * b / (1.0 + c)
+    return turn
 
 
 def normalise(landmarks: np.ndarray, camera: Intrinsics | np.ndarray) -> tuple[np.ndarray, Frames]:
@@ -85,15 +86,16 @@ def normalise(landmarks: np.ndarray, camera: Intrinsics | np.ndarray) -> tuple[n
 
     CAMERA is one `Intrinsics` for all faces or an (N, 4) array of fx, fy, cx, cy per face."""
     fx, fy, cx, cy = _camera_columns(camera, len(landmarks))
-    rays = np.stack([(landmarks[..., 0] - cx[:, None]) / fx[:, None],
-                     (landmarks[..., 1] - cy[:, None]) / fy[:, None],
-                     np.ones(landmarks.shape[:2])], axis=-1)
+    rays = np.empty((*landmarks.shape[:2], 3))
+    rays[..., 0] = (landmarks[..., 0] - cx[:, None]) / fx[:, None]
+    rays[..., 1] = (landmarks[..., 1] - cy[:, None]) / fy[:, None]
+    rays[..., 2] = 1.0
     turn = ray_rotations(rays.mean(axis=1))
     local = rays @ turn  # each ray expressed in the centred frame: turn.T @ ray
     points = local[..., :2] / local[..., 2:]
     centre = points.mean(axis=1)
     spread = points - centre[:, None]
-    scale = np.sqrt((spread ** 2).sum(-1).mean(-1))
+    scale = np.sqrt(np.square(spread).sum(axis=(1, 2)) / spread.shape[1])
     inputs = (spread / scale[:, None, None]).astype(np.float32)
     return inputs, Frames(turn, centre, scale)
 
@@ -115,7 +117,10 @@ def rotation_from_6d(values: np.ndarray) -> np.ndarray:
     x = a / np.linalg.norm(a, axis=-1, keepdims=True)
     b = b - (x * b).sum(-1, keepdims=True) * x
     y = b / np.linalg.norm(b, axis=-1, keepdims=True)
-    return np.stack([x, y, np.cross(x, y)], axis=-1)
+    columns = np.empty((len(values), 3, 3))
+    columns[:, :, 0], columns[:, :, 1] = x, y
+    columns[:, :, 2] = np.cross(x, y)
+    return columns
 
 
 def decode(outputs: dict[str, np.ndarray], frames: Frames) -> Fits:
@@ -124,11 +129,12 @@ def decode(outputs: dict[str, np.ndarray], frames: Frames) -> Fits:
     rotation = frames.rays @ FRONTAL @ head
     origin = frames.centre + outputs["offset"] * frames.scale[:, None]
     depth = np.exp(outputs["log_depth"][:, 0].astype(np.float64)) / frames.scale
-    local = np.concatenate([origin * depth[:, None], depth[:, None]], axis=1)
-    translation = np.einsum("nij,nj->ni", frames.rays, local)
-    return Fits(outputs["identity"].astype(np.float32),
-                np.clip(outputs["expression"], 0.0, 1.0).astype(np.float32), rotation,
-                translation)
+    local = np.empty((len(depth), 3, 1))
+    local[:, :2, 0], local[:, 2, 0] = origin * depth[:, None], depth
+    translation = (frames.rays @ local)[..., 0]
+    return Fits(outputs["identity"].astype(np.float32, copy=False),
+                np.clip(outputs["expression"], 0.0, 1.0).astype(np.float32, copy=False),
+                rotation, translation)
 
 
 @dataclass(frozen=True)
@@ -173,8 +179,8 @@ def file_sha256(path: str | Path) -> str:
 
 def _camera_columns(camera: Intrinsics | np.ndarray, count: int) -> tuple[np.ndarray, ...]:
     if isinstance(camera, Intrinsics):
-        values = np.array([camera.fx, camera.fy, camera.cx, camera.cy], np.float64)
-        return tuple(np.full(count, v) for v in values)
+        return tuple(np.full(count, float(v)) for v in (camera.fx, camera.fy, camera.cx,
+                                                          camera.cy))
     values = np.asarray(camera, np.float64).reshape(count, 4)
     return tuple(values.T)
 

@@ -20,9 +20,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
+import cv2
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.spatial.transform import Rotation
 
 from tracker.regressor import FaceFit
 from tracker.tracks import COASTING, LOST, TRACKING
@@ -67,14 +67,14 @@ _EXPRESSION_STD = (
 class SmoothingConfig:
     """Every noise parameter of the smoother, in one place to tune on ground-truth clips."""
 
-    # Set by hand from benchmarks/smoothing.py's curves with regressor 2026.11.25-22ebab49 (the
-    # tuner's grid scores jawOpen lag only, and picked an expression acceleration that flattened
-    # blinks). Pose velocities forget themselves in 0.1 s, expression ones in 0.5 s, and the
-    # accelerations are low, so a still face averages over many frames; expression's adaptive
-    # rule starts at 1 sigma and is steep (gain 5), much as the One Euro filter's cutoff rises
-    # with speed, since this regressor reads blinks at a seventh of their size, within a few
-    # noise stds. Against the constant-velocity chains before (0.0102 mm/frame of still-face
-    # jitter): 0.0036, lags unchanged, eyeBlink r 0.92 over the harness clips (raw 0.91).
+    # Set by hand from benchmarks/smoothing.py's curves (the tuner's grid scores jawOpen lag
+    # only, and picked an expression acceleration that flattened blinks). Pose velocities forget
+    # themselves in 0.1 s, expression ones in 0.5 s, and the accelerations are low, so a still
+    # face averages over many frames; expression's adaptive rule starts at 1 sigma and is steep
+    # (gain 5), much as the One Euro filter's cutoff rises with speed. With regressor
+    # 2026.11.25-26776492 and one refinement step: still-face jitter 0.0046 mm/frame (the same
+    # chains without velocity decay: 0.0085; One Euro at the same lags: 0.0059), eyeBlink r as
+    # raw (0.93).
     expression: ChainNoise = ChainNoise(
         measurement_std=_EXPRESSION_STD, acceleration_std=0.1,
         initial_velocity_std=1, adapt_gain=5, adapt_gate=1, velocity_time_s=0.5)
@@ -168,14 +168,15 @@ class ChainFilter:
                 decay * decay * self.p11 + q * dt2)
 
 
+# exp and log on SO(3) are OpenCV's Rodrigues: the same values as scipy's Rotation to 1e-15,
+# at a quarter of the cost, which was a third of the smoother's time a frame.
 def _exp(rotation_vector: np.ndarray) -> np.ndarray:
-    return Rotation.from_rotvec(rotation_vector).as_matrix()
+    return cv2.Rodrigues(np.asarray(rotation_vector, np.float64))[0]
 
 
 def _log(rotation_matrix: np.ndarray) -> np.ndarray:
-    """The rotation vector of a matrix known to be a rotation (skipping scipy's projection,
-    which costs three times as much)."""
-    return Rotation.from_matrix(rotation_matrix, assume_valid=True).as_rotvec()
+    """The rotation vector of a matrix known to be a rotation."""
+    return cv2.Rodrigues(np.asarray(rotation_matrix, np.float64))[0][:, 0]
 
 
 def _orthonormalised(matrix: np.ndarray) -> np.ndarray:
