@@ -1,7 +1,7 @@
 """ONNX Runtime: the default backend, on CPU everywhere, and on CUDA or TensorRT where the
 installed onnxruntime build offers those execution providers.
 
-The regressor is a small MLP (0.03 ms per face here), while MediaPipe needs both cores of the
+The regressor is a small MLP (0.05 ms per face here), while MediaPipe needs both cores of the
 2-core machines we run on. ONNX Runtime's defaults (a thread per core, threads that spin-wait
 for work between runs) would take a core from MediaPipe to save microseconds, so a session runs
 on the calling thread alone: one intra-op thread, one inter-op thread, sequential execution,

@@ -31,7 +31,7 @@ CONTOUR_WEIGHT = 0.3  # the jaw line is a silhouette: MediaPipe places it least 
 EXPRESSION_PRIOR = 60.0
 SHAPE_PRIORS = (("eyeBlink", 10.0), ("mouth", 20.0), ("jaw", 20.0), ("cheek", 20.0))
 DAMPING = 1e-3
-DEFAULT_STEPS = 1  # what `facetrack run` does unless told: most of the gain, 0.65 ms a face
+DEFAULT_STEPS = 1  # what `facetrack run` does unless told: most of the gain, 0.8 ms a face
 
 
 class Refiner:

@@ -84,20 +84,21 @@ def ray_rotations(directions: np.ndarray) -> np.ndarray:
 def normalise(landmarks: np.ndarray, camera: Intrinsics | np.ndarray) -> tuple[np.ndarray, Frames]:
     """Network inputs (N, 478, 2) float32 for landmarks (N, 478, >=2) in pixels.
 
-    CAMERA is one `Intrinsics` for all faces or an (N, 4) array of fx, fy, cx, cy per face."""
-    fx, fy, cx, cy = _camera_columns(camera, len(landmarks))
-    rays = np.empty((*landmarks.shape[:2], 3))
-    rays[..., 0] = (landmarks[..., 0] - cx[:, None]) / fx[:, None]
-    rays[..., 1] = (landmarks[..., 1] - cy[:, None]) / fy[:, None]
-    rays[..., 2] = 1.0
-    turn = ray_rotations(rays.mean(axis=1))
-    local = rays @ turn  # each ray expressed in the centred frame: turn.T @ ray
+    CAMERA is one `Intrinsics` for all faces or an (N, 4) array of fx, fy, cx, cy per face.
+    Written in few, whole-array steps: it runs every frame between MediaPipe's calls, where
+    each numpy call costs several microseconds of cold cache."""
+    intrinsics = _camera_array(camera, len(landmarks))
+    xy = (landmarks[..., :2] - intrinsics[:, None, 2:]) / intrinsics[:, None, :2]  # rays, z = 1
+    mean = xy.mean(axis=1)
+    turn = ray_rotations(np.concatenate([mean, np.ones((len(mean), 1))], axis=1))
+    # Each ray (x, y, 1) in the centred frame, turn.T @ ray: x turn[0] + y turn[1] + turn[2].
+    local = xy @ turn[:, :2] + turn[:, 2:]
     points = local[..., :2] / local[..., 2:]
-    centre = points.mean(axis=1)
-    spread = points - centre[:, None]
-    scale = np.sqrt(np.square(spread).sum(axis=(1, 2)) / spread.shape[1])
+    centre = points.mean(axis=1, keepdims=True)
+    spread = points - centre
+    scale = np.sqrt(2.0 * np.square(spread).mean(axis=(1, 2)))  # RMS distance from the centre
     inputs = (spread / scale[:, None, None]).astype(np.float32)
-    return inputs, Frames(turn, centre, scale)
+    return inputs, Frames(turn, centre[:, 0], scale)
 
 
 def targets(frames: Frames, rotation: np.ndarray, translation: np.ndarray) -> dict[str, np.ndarray]:
@@ -128,10 +129,9 @@ def decode(outputs: dict[str, np.ndarray], frames: Frames) -> Fits:
     head = rotation_from_6d(outputs["rotation6d"].astype(np.float64))
     rotation = frames.rays @ FRONTAL @ head
     origin = frames.centre + outputs["offset"] * frames.scale[:, None]
-    depth = np.exp(outputs["log_depth"][:, 0].astype(np.float64)) / frames.scale
-    local = np.empty((len(depth), 3, 1))
-    local[:, :2, 0], local[:, 2, 0] = origin * depth[:, None], depth
-    translation = (frames.rays @ local)[..., 0]
+    depth = np.exp(outputs["log_depth"].astype(np.float64)) / frames.scale[:, None]
+    local = np.concatenate([origin, np.ones_like(depth)], axis=1) * depth  # (N, 3)
+    translation = (frames.rays @ local[..., None])[..., 0]
     return Fits(outputs["identity"].astype(np.float32, copy=False),
                 np.clip(outputs["expression"], 0.0, 1.0).astype(np.float32, copy=False),
                 rotation, translation)
@@ -177,12 +177,11 @@ def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def _camera_columns(camera: Intrinsics | np.ndarray, count: int) -> tuple[np.ndarray, ...]:
+def _camera_array(camera: Intrinsics | np.ndarray, count: int) -> np.ndarray:
+    """(1 or COUNT, 4) fx, fy, cx, cy."""
     if isinstance(camera, Intrinsics):
-        return tuple(np.full(count, float(v)) for v in (camera.fx, camera.fy, camera.cx,
-                                                          camera.cy))
-    values = np.asarray(camera, np.float64).reshape(count, 4)
-    return tuple(values.T)
+        return np.array([[camera.fx, camera.fy, camera.cx, camera.cy]], np.float64)
+    return np.asarray(camera, np.float64).reshape(count, 4)
 
 
 class Regressor:
