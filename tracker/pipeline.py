@@ -36,14 +36,21 @@ class FaceTracker:
         self.refiner = refiner  # a few Levenberg-Marquardt steps after the regressor
         self.smoother = smoother  # fits to face states; needs the regressor's fits
         self.profile = profile  # one person's identity, resting face and expression ranges
+        self._intrinsics: Intrinsics | None = None  # of the last frame size asked for
 
     def intrinsics(self, width: int, height: int) -> Intrinsics:
-        """The camera for WIDTHxHEIGHT frames: calibrated, a given focal length, or assumed."""
-        if self.camera is not None:
-            return self.camera.scaled(width, height)
-        if self.focal is not None:
-            return Intrinsics(self.focal, self.focal, width / 2, height / 2, width, height)
-        return Intrinsics.from_fov(width, height)
+        """The camera for WIDTHxHEIGHT frames: calibrated, a given focal length, or assumed.
+        Made once per frame size: undistortion, the fit and the overlay all ask every frame."""
+        known = self._intrinsics
+        if known is None or (known.width, known.height) != (width, height):
+            if self.camera is not None:
+                known = self.camera.scaled(width, height)
+            elif self.focal is not None:
+                known = Intrinsics(self.focal, self.focal, width / 2, height / 2, width, height)
+            else:
+                known = Intrinsics.from_fov(width, height)
+            self._intrinsics = known
+        return known
 
     @property
     def undistorts(self) -> bool:

@@ -80,8 +80,7 @@ class Refiner:
         target = np.asarray(landmarks, np.float32)[:, :2].reshape(-1)
         rotation, translation = fit.rotation.astype(np.float64), fit.translation.astype(
             np.float64)
-        expression = fit.expression.astype(np.float32)
-        prior = fit.expression.astype(np.float32)
+        expression = prior = fit.expression.astype(np.float32)  # expression is rebound, not changed
         for _ in range(self.steps):
             below, above = (np.tensordot(expression, b, axes=1) for b in (lower, upper))
             points = rest + below + share * (above - below)  # (478, 3)
