@@ -115,7 +115,7 @@ def pipeline(clip: Path, frames: int, out_dir: Path, times: dict[str, list[float
             stages["landmarks (MediaPipe + numpy)"].append(t2 - t1)
             stages["track ids"].append(t3 - t2)
             if in_regressor:  # a frame with a face
-                stages["regressor (ONNX Runtime, 1 thread; normalise, infer, decode)"].append(
+                stages["regressor (ONNX Runtime, 1 thread; rays, infer)"].append(
                     in_regressor[0])
                 stages["refinement (1 step)"].append(t3b - t3 - in_regressor[0])
             stages["smoother"].append(t3c - t3b)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from engines.network import rotation_from_6d
+from engines.geometry import rotation_from_6d
 from tracker.face_model import FaceModel
 
 MM_PER_CM = 10.0
@@ -51,7 +51,7 @@ class MeshBasis(torch.nn.Module):
 
 def regressor_loss(outputs: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
                    mesh: MeshBasis, weights: LossWeights) -> tuple[torch.Tensor, dict]:
-    """(total, {term: value}) for a batch; TARGET holds `tracker.regressor.targets`' arrays
+    """(total, {term: value}) for a batch; TARGET holds `RayGeometry.targets`' tensors
     plus the true identity and expression."""
     true_shape = mesh(target["identity"], target["expression"])
     shape = (mesh(outputs["identity"], outputs["expression"]) - true_shape).norm(dim=-1).mean()

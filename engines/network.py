@@ -1,14 +1,16 @@
-"""The regressor network: normalised landmarks (`tracker.regressor.normalise`) in, the head's
-rotation (continuous 6-D), the model origin's offset, the log depth, identity and expression
-out. A residual MLP: small enough for a fraction of a millisecond on one CPU thread."""
+"""The regressor network: normalised landmarks (`engines.geometry.RayGeometry.frame`) in, the
+head's rotation (continuous 6-D), the model origin's offset, the log depth, identity and
+expression out. A residual MLP: small enough for a fraction of a millisecond on one CPU thread.
+`CameraRegressor` wraps it in the geometry; that is what the ONNX file holds."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from tracker.regressor import OUTPUTS
+from engines.geometry import RayGeometry
 
+# The network's outputs, in this order.
 SIZES = {"rotation6d": 6, "offset": 2, "log_depth": 1, "identity": 100, "expression": 53}
 # Output biases at a frontal head, the mean face, a neutral expression and a typical distance
 # (log of depth times face size), so training starts from a sensible answer.
@@ -28,7 +30,7 @@ class Block(nn.Module):
 
 
 class RegressorNet(nn.Module):
-    """(N, L, 2) normalised landmarks to the outputs named in `tracker.regressor.OUTPUTS`."""
+    """(N, L, 2) normalised landmarks to the outputs named in `SIZES`."""
 
     def __init__(self, landmarks: int = 478, width: int = 512, depth: int = 3,
                  identity: int = 100, expression: int = 53) -> None:
@@ -45,27 +47,39 @@ class RegressorNet(nn.Module):
                 self._bias(name).copy_(torch.tensor(values))
 
     def _bias(self, name: str) -> torch.Tensor:
-        start = sum(self.sizes[key] for key in OUTPUTS[:OUTPUTS.index(name)])
+        names = list(self.sizes)
+        start = sum(self.sizes[key] for key in names[:names.index(name)])
         return self.head.bias[start:start + self.sizes[name]]
 
     def forward(self, landmarks: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Outputs in `OUTPUTS` order (a tuple, so ONNX export names them in order).
+        """Outputs in `SIZES` order.
 
         Expressions are clipped to [0, 1] only outside training: a sigmoid or a clip there
         would starve the rare active shapes (a blink, a pucker) of gradient, as most targets
         sit at 0."""
         x = self.stem(landmarks.flatten(1))
         x = self.head(self.norm(self.blocks(x)))
-        parts = list(torch.split(x, [self.sizes[name] for name in OUTPUTS], dim=1))
+        parts = list(torch.split(x, list(self.sizes.values()), dim=1))
         if not self.training:
-            expression = OUTPUTS.index("expression")
+            expression = list(self.sizes).index("expression")
             parts[expression] = parts[expression].clamp(0.0, 1.0)
         return tuple(parts)
 
 
-def rotation_from_6d(values: torch.Tensor) -> torch.Tensor:
-    """(N, 3, 3) from the 6-D representation; `tracker.regressor.rotation_from_6d` in torch."""
-    a, b = values[:, :3], values[:, 3:]
-    x = nn.functional.normalize(a, dim=-1)
-    y = nn.functional.normalize(b - (x * b).sum(-1, keepdim=True) * x, dim=-1)
-    return torch.stack([x, y, torch.cross(x, y, dim=-1)], dim=-1)
+class CameraRegressor(nn.Module):
+    """What the ONNX file holds: rays (N, L, 2) in; the head's rotation (N, 3, 3) and
+    translation (N, 3) in the camera, identity and expression out (`tracker.regressor.OUTPUTS`).
+
+    The network is the attribute `net`, so the export names its nodes "/net/...": TensorRT
+    keeps every other node, the geometry, in float32 (`engines.tensorrt_engine`)."""
+
+    def __init__(self, net: RegressorNet) -> None:
+        super().__init__()
+        self.net = net
+        self.geometry = RayGeometry()
+
+    def forward(self, rays: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        frame = self.geometry.frame(rays)
+        rotation6d, offset, log_depth, identity, expression = self.net(frame.inputs)
+        rotation, translation = self.geometry.decode(frame, rotation6d, offset, log_depth)
+        return rotation, translation, identity, expression

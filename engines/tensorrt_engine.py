@@ -45,9 +45,13 @@ DEFAULT_MAX_BATCH = 16
 OPT_BATCH = 1  # the usual case: one face in view
 WORKSPACE_BYTES = 1 << 28  # plenty for an MLP; caps what tactic selection may allocate
 INSTALL_HINT = "pip install tensorrt-cu12 cuda-python"
+# The exported model holds the network as `net` (engines.network.CameraRegressor): torch names
+# its nodes "/net/..." and its weights "net....", and TensorRT's parser names layers after them.
+NETWORK_PREFIXES = ("/net/", "net.")
 
 # Called with the batch size, yields arrays of the model's input shape with that batch, holding
-# plausible landmarks (synthetic faces, say): TensorRT measures activation ranges on them (int8).
+# the landmark rays of plausible faces (synthetic ones, say): TensorRT measures activation ranges
+# on them (int8).
 CalibrationBatches = Callable[[int], Iterable[np.ndarray]]
 
 
@@ -189,8 +193,8 @@ class TensorRTEngine(Engine):
         calibration_cache = folder / f"{path.stem}-{digest[:16]}-trt{trt.__version__}.calib"
         if (self.precision == "int8" and calibration_batches is None
                 and not calibration_cache.is_file()):
-            raise FacetrackError("TensorRT int8 needs calibration batches (landmarks of "
-                                 "plausible faces) to build its first engine")
+            raise FacetrackError("TensorRT int8 needs calibration batches (landmark rays "
+                                 "of plausible faces) to build its first engine")
         log.info("tensorrt: building a %s engine for %s on %s (batch 1-%d); once per model, GPU "
                  "and TensorRT version", self.precision, path.name, gpu, max_batch)
         builder = _Builder(trt, self._logger, self._cuda, self._stream)
@@ -298,6 +302,7 @@ class _Builder:
                 builder, spec.name, 1, min(OPT_BATCH, max_batch), max_batch, rest))
         if precision in ("fp16", "int8"):
             config.set_flag(trt.BuilderFlag.FP16)  # int8 falls back to fp16, not fp32
+            _geometry_in_fp32(trt, network, config)
         calibrator = None
         if precision == "int8":
             config.set_flag(trt.BuilderFlag.INT8)
@@ -328,6 +333,25 @@ class _Builder:
         profile = builder.create_optimization_profile()
         profile.set_shape(name, (low, *rest), (opt, *rest), (high, *rest))
         return profile
+
+
+def _geometry_in_fp32(trt: ModuleType, network: Any, config: Any) -> None:
+    """Reduced precision for the network only: every float layer around it (the ray geometry)
+    is pinned to fp32 (TensorRT keeps to that where it has an fp32 kernel, which every layer
+    here has). fp16 rounds a ray to about 1e-3 of its length, a few tenths of a pixel, and
+    the network's input is differences of rays over the face's size, a few dozen pixels for a
+    far face: percent-level noise before the network sees it, and the pose is decoded through
+    1 / (1 + c) and exp. int8 would wreck the geometry outright."""
+    for index in range(network.num_layers):
+        layer = network.get_layer(index)
+        outputs = range(layer.num_outputs)
+        if layer.name.startswith(NETWORK_PREFIXES) or any(
+                layer.get_output(i).dtype != trt.float32 for i in outputs):
+            continue  # the network's, or integer shape arithmetic
+        layer.precision = trt.float32
+        for i in outputs:
+            layer.set_output_type(i, trt.float32)
+    config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
 
 
 def _tensor_spec(trt: ModuleType, name: str, shape: Iterable[int], dtype: Any) -> TensorSpec:

@@ -24,28 +24,22 @@ import torch
 from onnx import numpy_helper
 
 from engines.base import cache_dir
+from engines.geometry import RayGeometry
 from engines.losses import LossWeights, MeshBasis, regressor_loss
-from engines.network import RegressorNet
+from engines.network import CameraRegressor, RegressorNet
 from engines.training_data import FaceSamples, Residuals, projected, rendered
 from streams.errors import FacetrackError
 from tracker.embedding import DEFAULT_PATH as EMBEDDING_PATH
 from tracker.embedding import LandmarkEmbedding
 from tracker.face_model import FaceModel
-from tracker.regressor import (
-    INPUT,
-    MANIFEST_FORMAT,
-    MANIFEST_VERSION,
-    OUTPUTS,
-    decode,
-    file_sha256,
-    normalise,
-    targets,
-)
+from tracker.regressor import INPUT, MANIFEST_FORMAT, MANIFEST_VERSION, OUTPUTS, file_sha256, rays
 
 DATA_VERSION = 2  # bump when training_data or sampling changes what a seed makes
 SHARD = 3000  # rendered faces per cache file
 OPSET = 18
 HALF_MIN_SIZE = 1024  # weights with fewer values stay float32: they cost nothing
+RAYS = ("pixel coordinates through the inverse intrinsics ((u-cx)/fx, (v-cy)/fy), undistorted; "
+        "the graph turns, centres and scales them")
 log = logging.getLogger("facetrack.train")
 
 
@@ -112,20 +106,23 @@ def _render_shard(path: Path, count: int, seed: int, model_path: str | None) -> 
 
 @dataclass(frozen=True)
 class Batchable:
-    """Inputs and targets of a sample set as tensors."""
+    """The network's inputs and targets of a sample set as tensors."""
 
     inputs: torch.Tensor
     target: dict[str, torch.Tensor]
 
     @classmethod
     def of(cls, samples: FaceSamples, trust: np.ndarray | float = 1.0) -> Batchable:
-        """TRUST (per face or one for all) weighs each face's expression loss."""
-        inputs, frames = normalise(samples.landmarks, samples.camera)
-        target = targets(frames, samples.rotation, samples.translation)
-        target |= {"identity": samples.identity, "expression": samples.expression,
-                   "trust": np.broadcast_to(np.float32(trust), (len(samples),))}
-        return cls(torch.from_numpy(inputs),
-                   {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in target.items()})
+        """TRUST (per face or one for all) weighs each face's expression loss. The geometry
+        runs in float64 here, as exact as the data, and in float32 in the exported graph."""
+        geometry = RayGeometry().double()
+        frame = geometry.frame(torch.from_numpy(rays(samples.landmarks, samples.camera)))
+        pose = geometry.targets(frame, torch.as_tensor(samples.rotation, dtype=torch.float64),
+                                torch.as_tensor(samples.translation, dtype=torch.float64))
+        truth = {"identity": samples.identity, "expression": samples.expression,
+                 "trust": np.full(len(samples), trust, np.float32)}
+        return cls(frame.inputs.float(), {k: v.float() for k, v in pose.items()}
+                   | {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in truth.items()})
 
     def rows(self, index: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return self.inputs[index], {k: v[index] for k, v in self.target.items()}
@@ -169,7 +166,7 @@ def train(config: TrainConfig, out: Path, model_path: str | None = None,
         order = torch.randperm(len(pool))
         for first in range(0, len(pool), config.batch):
             inputs, target = pool.rows(order[first:first + config.batch])
-            loss, _ = regressor_loss(_named(net(inputs)), target, mesh, weights)
+            loss, _ = regressor_loss(_named(net, net(inputs)), target, mesh, weights)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -189,42 +186,45 @@ def train(config: TrainConfig, out: Path, model_path: str | None = None,
     return metrics
 
 
-def _named(outputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
-    return dict(zip(OUTPUTS, outputs, strict=True))
+def _named(net: RegressorNet, outputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+    return dict(zip(net.sizes, outputs, strict=True))
 
 
 @torch.no_grad()
 def evaluate(net: RegressorNet, held: Batchable, samples: FaceSamples, mesh: MeshBasis,
              weights: LossWeights) -> dict[str, float]:
     """Validation loss terms and what they mean: shape error (mm), rotation error (degrees)
-    and translation error (% of distance) with the true focal length."""
+    and translation error (% of distance) with the true focal length, the pose and expression
+    from the model as it is exported (`CameraRegressor`, float32)."""
     net.eval()
-    outputs = _named(net(held.inputs))
-    total, terms = regressor_loss(outputs, held.target, mesh, weights)
-    _, frames = normalise(samples.landmarks, samples.camera)
-    fits = decode({k: v.numpy() for k, v in outputs.items()}, frames)
-    relative = fits.rotation @ np.swapaxes(samples.rotation, 1, 2)
+    total, terms = regressor_loss(_named(net, net(held.inputs)), held.target, mesh, weights)
+    model_input = torch.from_numpy(rays(samples.landmarks, samples.camera)).float()
+    rotation, translation, _, expression = (
+        t.double().numpy() for t in CameraRegressor(net)(model_input))
+    relative = rotation @ np.swapaxes(samples.rotation, 1, 2)
     cos = np.clip((np.trace(relative, axis1=1, axis2=2) - 1) / 2, -1, 1)
     distance = np.linalg.norm(samples.translation, axis=1)
-    moved = np.linalg.norm(fits.translation - samples.translation, axis=1) / distance
+    moved = np.linalg.norm(translation - samples.translation, axis=1) / distance
     return {"loss": float(total), **{f"{k}_loss": v for k, v in terms.items()},
             "rotation_deg_median": float(np.degrees(np.median(np.arccos(cos)))),
             "translation_percent_median": float(np.median(moved) * 100),
-            "jawOpen_correlation": float(np.corrcoef(fits.expression[:, 26],
+            "jawOpen_correlation": float(np.corrcoef(expression[:, 26],
                                                      samples.expression[:, 26])[0, 1])}
 
 
 def export(net: RegressorNet, out: Path) -> None:
-    """ONNX, one file, a dynamic batch of faces, weights stored in half precision
-    (`half_weights`), checked by onnx."""
-    net.eval()
+    """`CameraRegressor(net)` as ONNX: one file, a dynamic batch of faces, weights stored in
+    half precision (`half_weights`), checked by onnx. Shape inference with data propagation
+    makes the outputs' shapes static after the batch (torch's exporter leaves some of the
+    geometry's symbolic): the engines size empty outputs, and the manifest, from them."""
+    model = CameraRegressor(net).eval()
     out.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(2, 478, 2)
-    torch.onnx.export(net, (example,), str(out), input_names=[INPUT],
+    torch.onnx.export(model, (example,), str(out), input_names=[INPUT],
                       output_names=list(OUTPUTS), opset_version=OPSET,
                       dynamic_axes={INPUT: {0: "faces"}, **{n: {0: "faces"} for n in OUTPUTS}},
                       dynamo=False)
-    model = half_weights(onnx.load(str(out)))
+    model = onnx.shape_inference.infer_shapes(half_weights(onnx.load(str(out))), data_prop=True)
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(out))
 
@@ -242,8 +242,9 @@ def half_weights(model: onnx.ModelProto) -> onnx.ModelProto:
             kept.append(weight)
             continue
         kept.append(numpy_helper.from_array(values.astype(np.float16), f"{weight.name}_half"))
+        # named after the weight (net....), so TensorRT can tell the network's layers
         casts.append(onnx.helper.make_node("Cast", [f"{weight.name}_half"], [weight.name],
-                                           to=onnx.TensorProto.FLOAT))
+                                           name=f"{weight.name}_cast", to=onnx.TensorProto.FLOAT))
     del graph.initializer[:]
     graph.initializer.extend(kept)
     nodes = casts + list(graph.node)
@@ -252,16 +253,27 @@ def half_weights(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def write_manifest(out: Path, config: TrainConfig, metrics: dict, embedding_path: Path) -> None:
+def model_fields(out: Path) -> dict:
+    """The manifest's description of the ONNX file OUT: version (dated today), sha256, opset,
+    input and outputs (name and shape after the batch axis, as the graph declares them)."""
     sha = file_sha256(out)
+    graph = onnx.load(str(out)).graph
+    (tensor,) = graph.input
+    return {"model_version": f"{datetime.now(timezone.utc):%Y.%m.%d}-{sha[:8]}",
+            "onnx_sha256": sha, "opset": OPSET,
+            "input": {"name": tensor.name, "shape": [None, *_trailing_shape(tensor)],
+                      "normalisation": RAYS},
+            "outputs": {output.name: _trailing_shape(output) for output in graph.output}}
+
+
+def _trailing_shape(tensor: onnx.ValueInfoProto) -> list[int]:
+    return [dim.dim_value for dim in tensor.type.tensor_type.shape.dim[1:]]
+
+
+def write_manifest(out: Path, config: TrainConfig, metrics: dict, embedding_path: Path) -> None:
     manifest = {
-        "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
-        "model_version": f"{datetime.now(timezone.utc):%Y.%m.%d}-{sha[:8]}",
-        "data_version": DATA_VERSION, "onnx_sha256": sha, "opset": OPSET,
-        "input": {"name": INPUT, "shape": [None, 478, 2],
-                  "normalisation": "tracker.regressor.normalise: rays turned so the landmark "
-                                   "centroid is on the optical axis, centred, unit RMS size"},
-        "outputs": {name: size for name, size in RegressorNet(width=8, depth=0).sizes.items()},
+        "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "data_version": DATA_VERSION,
+        **model_fields(out),
         "embedding_sha256": file_sha256(embedding_path),
         "config": asdict(config), "metrics": metrics,
         "trained": datetime.now(timezone.utc).isoformat(timespec="seconds"),

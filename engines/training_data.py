@@ -186,13 +186,13 @@ def projected(model: FaceModel, embedding: LandmarkEmbedding, residuals: Residua
 
 def calibration_inputs(model: FaceModel, embedding: LandmarkEmbedding, count: int,
                        seed: int = 0) -> np.ndarray:
-    """(COUNT, 478, 2) network inputs of random faces through the embedding, as
-    `tracker.regressor.normalise` makes them at run time: what TensorRT's int8 calibration
-    measures activation ranges on."""
-    from tracker.regressor import normalise  # the runtime's own normalisation, not a copy
+    """(COUNT, 478, 2) float32 model inputs (`tracker.regressor.rays`) of random faces through
+    the embedding and random cameras: what TensorRT's int8 calibration measures activation
+    ranges on."""
+    from tracker.regressor import rays  # the runtime's own input, not a copy
 
     identity, expression, rotation, translation, camera, _ = _random_faces(
         model, np.random.default_rng(seed), count, DEFAULT_POSES)
     faces = FaceSamples(np.zeros((count, 478, 2), np.float32), camera, identity, expression,
                         rotation, translation)
-    return normalise(embedded_landmarks(model, embedding, faces), camera)[0]
+    return rays(embedded_landmarks(model, embedding, faces), camera).astype(np.float32)

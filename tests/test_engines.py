@@ -18,6 +18,7 @@ from engines.onnxruntime_engine import PROVIDERS, OnnxRuntimeEngine
 from engines.tensorrt_engine import (
     CudaRuntime,
     TensorRTEngine,
+    _geometry_in_fp32,
     _import_cuda_runtime,
     engine_cache_file,
     model_digest,
@@ -320,6 +321,40 @@ def test_cuda_errors_are_checked() -> None:
     with pytest.raises(EngineUnavailable,
                        match=r"^no CUDA GPU \(no CUDA-capable device is detected\)$"):
         cuda.gpu_name()
+
+
+class FakeLayer:
+    """The little of TensorRT's ILayer that `_geometry_in_fp32` uses."""
+
+    def __init__(self, name: str, dtype: str) -> None:
+        self.name, self.num_outputs = name, 1
+        self.precision: str | None = None
+        self.output_types: dict[int, str] = {}
+        self._output = SimpleNamespace(dtype=dtype)
+
+    def get_output(self, index: int) -> SimpleNamespace:
+        return self._output
+
+    def set_output_type(self, index: int, dtype: str) -> None:
+        self.output_types[index] = dtype
+
+
+def test_tensorrt_keeps_the_geometry_around_the_network_in_fp32() -> None:
+    """fp16 and int8 builds pin the float layers outside the network (named "/net/..." or after
+    its weights, "net....") to fp32, and leave integer shape layers alone."""
+    layers = [FakeLayer("/Pad", "float32"), FakeLayer("/Shape", "int64"),
+              FakeLayer("net.stem.weight_cast", "float32"), FakeLayer("/net/stem/Gemm", "float32"),
+              FakeLayer("/MatMul_1", "float32")]
+    flags: list[str] = []
+    trt = SimpleNamespace(float32="float32",
+                          BuilderFlag=SimpleNamespace(PREFER_PRECISION_CONSTRAINTS="prefer"))
+    _geometry_in_fp32(trt, SimpleNamespace(num_layers=len(layers), get_layer=layers.__getitem__),
+                      SimpleNamespace(set_flag=flags.append))
+    assert {layer.name: layer.precision for layer in layers if layer.precision} == {
+        "/Pad": "float32", "/MatMul_1": "float32"}
+    assert all(layer.output_types == ({0: "float32"} if layer.precision else {})
+               for layer in layers)
+    assert flags == ["prefer"]
 
 
 # --- GPU backends: run where there is a GPU and the libraries, skipped with the reason elsewhere

@@ -17,8 +17,7 @@ from streams.errors import FacetrackError
 from streams.recording import read_records
 from tracker.expressions import ICT_EXPRESSION_NAMES
 from tracker.face_model import FaceModel
-from tracker.regressor import DEFAULT_MODEL, OUTPUTS, Manifest, Regressor, decode, normalise
-from tracker.regressor import targets as pose_targets
+from tracker.regressor import DEFAULT_MODEL, OUTPUTS, Manifest, Regressor, rays
 from tracker.sampling import random_camera, random_rotations, random_translation
 from tracker.scoring import read_predictions, rotation_error_deg, score_clip
 from tracker.synth import load_truth, write_camera_file
@@ -26,29 +25,29 @@ from tracker.synth import load_truth, write_camera_file
 from cli_helpers import FACETRACK, facetrack
 
 
-def test_normalise_and_decode_invert_each_other() -> None:
+def test_geometry_targets_decode_back_to_the_pose() -> None:
     """Random poses through random cameras: the targets the network learns decode back to the
-    exact pose, wherever the face sits in the picture."""
+    exact pose, wherever the face sits in the picture, and its inputs have unit RMS size."""
+    torch = pytest.importorskip("torch")
+    from engines.geometry import RayGeometry
+
     rng = np.random.default_rng(0)
     rotations, _ = random_rotations(rng, 50)
     cameras = [random_camera(rng) for _ in range(50)]
     translations = np.array([random_translation(rng, c) for c in cameras])
     intrinsics = np.array([[c.fx, c.fy, c.cx, c.cy] for c in cameras])
     points = rng.normal(0, 5, (50, 478, 3)) @ rotations.transpose(0, 2, 1) + translations[:, None]
-    pixels = np.stack([intrinsics[:, 0, None] * points[..., 0] / points[..., 2]
-                       + intrinsics[:, 2, None],
-                       intrinsics[:, 1, None] * points[..., 1] / points[..., 2]
-                       + intrinsics[:, 3, None]], axis=-1)
-    inputs, frames = normalise(pixels, intrinsics)
-    assert inputs.shape == (50, 478, 2)
-    assert np.allclose(np.sqrt((inputs ** 2).sum(-1).mean(-1)), 1.0, atol=1e-5)
-    wanted = pose_targets(frames, rotations, translations)
+    pixels = intrinsics[:, None, :2] * points[..., :2] / points[..., 2:] + intrinsics[:, None, 2:]
+    geometry = RayGeometry().double()
+    frame = geometry.frame(torch.from_numpy(rays(pixels, intrinsics)))
+    assert frame.inputs.shape == (50, 478, 2)
+    assert np.allclose(frame.inputs.square().sum(-1).mean(-1).sqrt().numpy(), 1.0, atol=1e-12)
+    wanted = geometry.targets(frame, torch.from_numpy(rotations), torch.from_numpy(translations))
     head = wanted["head_rotation"]
-    fits = decode({"rotation6d": np.concatenate([head[:, :, 0], head[:, :, 1]], axis=1),
-                   "offset": wanted["offset"], "log_depth": wanted["log_depth"],
-                   "identity": np.zeros((50, 100)), "expression": np.zeros((50, 53))}, frames)
-    assert rotation_error_deg(fits.rotation, rotations).max() < 1e-6
-    assert np.abs(fits.translation - translations).max() < 1e-3
+    rotation, translation = geometry.decode(frame, torch.cat([head[:, :, 0], head[:, :, 1]], 1),
+                                            wanted["offset"], wanted["log_depth"])
+    assert rotation_error_deg(rotation.numpy(), rotations).max() < 1e-6
+    assert np.abs(translation.numpy() - translations).max() < 1e-9
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +69,16 @@ def test_quick_training_lowers_the_loss_and_writes_a_manifest(quick_model: Path)
     assert losses[-1] < 0.9 * losses[0]
     assert manifest.data["opset"] >= 17
     assert manifest.data["input"]["shape"] == [None, 478, 2]
+    assert manifest.data["outputs"] == {"rotation": [3, 3], "translation": [3],
+                                        "identity": [100], "expression": [53]}
     assert list(manifest.data["outputs"]) == list(OUTPUTS)
 
 
 def test_export_matches_torch_on_every_engine_that_runs_here(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
-    from engines.network import RegressorNet
+    onnx = pytest.importorskip("onnx")
+    from engines.network import CameraRegressor, RegressorNet
+    from engines.tensorrt_engine import NETWORK_PREFIXES
     from engines.train import HALF_MIN_SIZE, export
 
     torch.manual_seed(0)
@@ -86,9 +89,12 @@ def test_export_matches_torch_on_every_engine_that_runs_here(tmp_path: Path) -> 
                 weight.copy_(weight.half().float())
     out = tmp_path / "net.onnx"
     export(net, out)
-    batch = np.random.default_rng(1).normal(0, 1, (5, 478, 2)).astype(np.float32)
+    # faces 3-15% of the focal length in size, anywhere in a wide-angle frame
+    rng = np.random.default_rng(1)
+    batch = (rng.uniform(-0.5, 0.5, (5, 1, 2)) + rng.uniform(0.03, 0.15, (5, 1, 1))
+             * rng.normal(0, 1, (5, 478, 2))).astype(np.float32)
     with torch.no_grad():
-        expected = [t.numpy() for t in net(torch.from_numpy(batch))]
+        expected = [t.numpy() for t in CameraRegressor(net).eval()(torch.from_numpy(batch))]
     ran = []
     for kind in KINDS:
         try:
@@ -98,10 +104,18 @@ def test_export_matches_torch_on_every_engine_that_runs_here(tmp_path: Path) -> 
             continue
         with engine:
             outputs = engine.infer(batch)
+            assert {spec.name: spec.shape[1:] for spec in engine.outputs} == {
+                "rotation": (3, 3), "translation": (3,), "identity": (100,), "expression": (53,)}
         for name, want in zip(OUTPUTS, expected, strict=True):
-            assert np.allclose(outputs[name], want, atol=1e-4), (kind, name)
+            assert np.allclose(outputs[name], want, rtol=1e-5, atol=1e-4), (kind, name)
         ran.append(kind)
     assert "onnxruntime" in ran
+    # TensorRT tells the network's layers from the geometry's by name (kept in fp32)
+    network = [node for node in onnx.load(str(out)).graph.node
+               if node.name.startswith(NETWORK_PREFIXES)]
+    assert sum(node.op_type == "Gemm" for node in network) == 4  # stem, block (2), head
+    assert not any("rays" in node.input or {"rotation", "translation"} & set(node.output)
+                   for node in network)
 
 
 def test_bad_model_file_and_wrong_input_are_clear_errors(tmp_path: Path) -> None:
@@ -148,15 +162,18 @@ def test_run_records_pose_and_expression_close_to_the_truth(clip: Path,
     assert summary["r_jawOpen"] > 0.6
 
 
-def test_int8_calibration_batches_are_normalised_faces(installed_model: Path,
-                                                       footage_dir: Path) -> None:
+def test_int8_calibration_batches_are_faces_the_model_reads(installed_model: Path,
+                                                            footage_dir: Path) -> None:
     from engines.training_data import calibration_inputs
     from tracker.embedding import LandmarkEmbedding
 
     model = FaceModel.load(installed_model)
     inputs = calibration_inputs(model, LandmarkEmbedding.load(model.triangles), 64)
     assert inputs.shape == (64, 478, 2) and inputs.dtype == np.float32
-    assert np.allclose(np.sqrt((inputs ** 2).sum(-1).mean(-1)), 1.0, atol=1e-4)
+    assert np.isfinite(inputs).all() and np.abs(inputs).max() < 1.0  # within 45° of the axis
+    with open_engine(DEFAULT_MODEL, "onnxruntime") as engine:
+        depth = engine.infer(inputs)["translation"][:, 2]
+    assert ((depth > 20) & (depth < 300)).all(), depth  # sampled 27-140 cm away
     result = facetrack("run", "--source", str(footage_dir / "single_face.jpg"), "--engine",
                        "onnxruntime", "--precision", "int8")
     assert result.returncode != 0 and "tensorrt" in result.stderr

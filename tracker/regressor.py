@@ -1,12 +1,10 @@
-"""Landmarks to ICT coefficients: the regressor's inputs and outputs around the network.
+"""Landmarks to ICT coefficients and head pose: one ONNX model call for all of a frame's faces.
 
-The network sees each face as if it sat in the middle of the picture: its landmarks' rays are
-rotated so the face's centre lies on the optical axis (which undoes the perspective skew of a
-face near the edge of a wide-angle frame), then centred and scaled to unit size. It answers in
-that frame: the head's rotation as seen along that ray (6-D), where the model's origin sits
-relative to the landmarks (in face sizes), and how far away a face of this size is. `decode`
-turns that back into DESIGN.md's head pose with the real camera, so one network serves every
-focal length and position.
+The model takes the landmarks' rays, pixels through the inverse intrinsics, and answers in the
+camera: DESIGN.md's head pose, identity and expression. All of the geometry between (turning
+the rays to the optical axis, normalising, decoding the network's answer) is inside the graph
+(`engines.geometry`, in torch), where it costs a fraction of what numpy's per-call overhead on
+arrays this small did; this module only divides by the focal length.
 """
 
 from __future__ import annotations
@@ -20,23 +18,13 @@ import numpy as np
 
 from calibrate.files import load_versioned
 from calibrate.intrinsics import Intrinsics
-from tracker.pose import FRONTAL
 
 MANIFEST_FORMAT = "facetrack-regressor"
 MANIFEST_VERSION = 1
 MODEL_DIR = Path(__file__).resolve().parents[1] / "engines" / "models"
 DEFAULT_MODEL = MODEL_DIR / "regressor.onnx"
-INPUT = "landmarks"
-OUTPUTS = ("rotation6d", "offset", "log_depth", "identity", "expression")
-
-
-@dataclass(frozen=True)
-class Frames:
-    """What `normalise` removed from each face, to put back in `decode`."""
-
-    rays: np.ndarray  # (N, 3, 3) camera-from-centred rotations
-    centre: np.ndarray  # (N, 2) landmark centroid, rectified normalised image coordinates
-    scale: np.ndarray  # (N,) RMS landmark spread, same units
+INPUT = "rays"
+OUTPUTS = ("rotation", "translation", "identity", "expression")
 
 
 @dataclass(frozen=True)
@@ -66,75 +54,18 @@ class Fits:
                        self.translation[index])
 
 
-def ray_rotations(directions: np.ndarray) -> np.ndarray:
-    """(N, 3, 3) the smallest rotations taking the optical axis (+z) onto DIRECTIONS (N, 3),
-    in closed form: for a unit d = (a, b, c), ``I + [k]x + [k]x² / (1 + c)`` with k = z × d,
-    which needs c > -1 (a direction in front of the camera, where every face is)."""
-    unit = directions / np.linalg.norm(directions, axis=-1, keepdims=True)
-    a, b, c = unit.T
-    turn = np.empty((len(unit), 3, 3))
-    turn[:, :, 2] = unit
-    turn[:, 2, :2] = -unit[:, :2]
-    turn[:, 0, 1] = turn[:, 1, 0] = -a * b / (1.0 + c)
-    turn[:, 0, 0] = 1.0 - a * a / (1.0 + c)
-    turn[:, 1, 1] = 1.0 - b * b / (1.0 + c)
-    return turn
-
-
-def normalise(landmarks: np.ndarray, camera: Intrinsics | np.ndarray) -> tuple[np.ndarray, Frames]:
-    """Network inputs (N, 478, 2) float32 for landmarks (N, 478, >=2) in pixels.
-
-    CAMERA is one `Intrinsics` for all faces or an (N, 4) array of fx, fy, cx, cy per face.
-    Written in few, whole-array steps: it runs every frame between MediaPipe's calls, where
-    each numpy call costs several microseconds of cold cache."""
-    intrinsics = _camera_array(camera, len(landmarks))
-    xy = (landmarks[..., :2] - intrinsics[:, None, 2:]) / intrinsics[:, None, :2]  # rays, z = 1
-    mean = xy.mean(axis=1)
-    turn = ray_rotations(np.concatenate([mean, np.ones((len(mean), 1))], axis=1))
-    # Each ray (x, y, 1) in the centred frame, turn.T @ ray: x turn[0] + y turn[1] + turn[2].
-    local = xy @ turn[:, :2] + turn[:, 2:]
-    points = local[..., :2] / local[..., 2:]
-    centre = points.mean(axis=1, keepdims=True)
-    spread = points - centre
-    scale = np.sqrt(2.0 * np.square(spread).mean(axis=(1, 2)))  # RMS distance from the centre
-    inputs = (spread / scale[:, None, None]).astype(np.float32)
-    return inputs, Frames(turn, centre[:, 0], scale)
-
-
-def targets(frames: Frames, rotation: np.ndarray, translation: np.ndarray) -> dict[str, np.ndarray]:
-    """What the network should answer for faces of known pose: the inverse of `decode`."""
-    local_rotation = np.swapaxes(frames.rays, 1, 2) @ rotation
-    local = np.einsum("nji,nj->ni", frames.rays, translation)
-    origin = local[:, :2] / local[:, 2:]
-    return {"head_rotation": FRONTAL @ local_rotation,
-            "offset": ((origin - frames.centre) / frames.scale[:, None]).astype(np.float32),
-            "log_depth": np.log(local[:, 2] * frames.scale)[:, None].astype(np.float32)}
-
-
-def rotation_from_6d(values: np.ndarray) -> np.ndarray:
-    """(N, 3, 3) rotations from the continuous 6-D representation (two columns,
-    Gram-Schmidt), as the network's graph does it."""
-    a, b = values[:, :3], values[:, 3:]
-    x = a / np.linalg.norm(a, axis=-1, keepdims=True)
-    b = b - (x * b).sum(-1, keepdims=True) * x
-    y = b / np.linalg.norm(b, axis=-1, keepdims=True)
-    columns = np.empty((len(values), 3, 3))
-    columns[:, :, 0], columns[:, :, 1] = x, y
-    columns[:, :, 2] = np.cross(x, y)
-    return columns
-
-
-def decode(outputs: dict[str, np.ndarray], frames: Frames) -> Fits:
-    """The network's outputs back in the camera: DESIGN.md's head pose."""
-    head = rotation_from_6d(outputs["rotation6d"].astype(np.float64))
-    rotation = frames.rays @ FRONTAL @ head
-    origin = frames.centre + outputs["offset"] * frames.scale[:, None]
-    depth = np.exp(outputs["log_depth"].astype(np.float64)) / frames.scale[:, None]
-    local = np.concatenate([origin, np.ones_like(depth)], axis=1) * depth  # (N, 3)
-    translation = (frames.rays @ local[..., None])[..., 0]
-    return Fits(outputs["identity"].astype(np.float32, copy=False),
-                np.clip(outputs["expression"], 0.0, 1.0).astype(np.float32, copy=False),
-                rotation, translation)
+def rays(landmarks: np.ndarray, camera: Intrinsics | np.ndarray) -> np.ndarray:
+    """The model's input for LANDMARKS (N, L, >=2) in pixels, undistorted: ((u - cx) / fx,
+    (v - cy) / fy). CAMERA is one `Intrinsics` for all faces (run time: float32, the model's
+    type, in two array steps, each of which costs microseconds of cold cache between
+    MediaPipe's calls) or an (N, 4) array of fx, fy, cx, cy per face (training: float64)."""
+    if isinstance(camera, Intrinsics):
+        centre = np.array((camera.cx, camera.cy), np.float32)
+        focal = np.array((camera.fx, camera.fy), np.float32)
+    else:
+        per_face = np.asarray(camera, np.float64)[:, None]
+        centre, focal = per_face[..., 2:], per_face[..., :2]
+    return (landmarks[..., :2] - centre) / focal
 
 
 @dataclass(frozen=True)
@@ -177,13 +108,6 @@ def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def _camera_array(camera: Intrinsics | np.ndarray, count: int) -> np.ndarray:
-    """(1 or COUNT, 4) fx, fy, cx, cy."""
-    if isinstance(camera, Intrinsics):
-        return np.array([[camera.fx, camera.fy, camera.cx, camera.cy]], np.float64)
-    return np.asarray(camera, np.float64).reshape(count, 4)
-
-
 class Regressor:
     """Landmarks of a frame's faces to their coefficients and poses, one engine call a frame.
 
@@ -202,8 +126,11 @@ class Regressor:
 
     def fit(self, landmarks: np.ndarray, camera: Intrinsics) -> Fits:
         """Fits of faces whose landmarks (N, 478, >=2) are in pixels of CAMERA's images."""
-        inputs, frames = normalise(np.asarray(landmarks)[..., :2], camera)
-        return decode(self.engine.infer(inputs), frames)
+        outputs = self.engine.infer(rays(np.asarray(landmarks), camera))
+        # float64 pose, as the refiner, smoother and records work in it
+        return Fits(outputs["identity"], outputs["expression"],
+                    outputs["rotation"].astype(np.float64),
+                    outputs["translation"].astype(np.float64))
 
     def close(self) -> None:
         self.engine.close()
