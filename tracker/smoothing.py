@@ -72,7 +72,7 @@ class SmoothingConfig:
     # themselves in 0.1 s, expression ones in 0.5 s, and the accelerations are low, so a still
     # face averages over many frames; expression's adaptive rule starts at 1 sigma and is steep
     # (gain 5), much as the One Euro filter's cutoff rises with speed. With regressor
-    # 2026.11.25-26776492 and one refinement step: still-face jitter 0.0046 mm/frame (the same
+    # 2026.11.25-4fa86c58 and one refinement step: still-face jitter 0.0046 mm/frame (the same
     # chains without velocity decay: 0.0085; One Euro at the same lags: 0.0059), eyeBlink r as
     # raw (0.93).
     expression: ChainNoise = ChainNoise(
@@ -179,7 +179,7 @@ def _log(rotation_matrix: np.ndarray) -> np.ndarray:
     return cv2.Rodrigues(np.asarray(rotation_matrix, np.float64))[0][:, 0]
 
 
-def _orthonormalised(matrix: np.ndarray) -> np.ndarray:
+def nearest_rotation(matrix: np.ndarray) -> np.ndarray:
     """The rotation nearest a nearly orthonormal matrix (the SVD polar factor)."""
     u, _, vt = np.linalg.svd(matrix)
     return u @ vt
@@ -283,7 +283,7 @@ class FaceFilter:
     def update(self, time: float, identity: ArrayLike, expression: ArrayLike,
                rotation: ArrayLike, translation: ArrayLike) -> FaceState:
         """Fuse one frame's measurement (rotation 3x3 camera-from-model, translation in cm)."""
-        rotation = _orthonormalised(np.asarray(rotation, np.float64))
+        rotation = nearest_rotation(np.asarray(rotation, np.float64))
         identity_variance = self.config.identity_std ** 2
         if self.time is None:
             self._start(identity, expression, rotation, translation, identity_variance)
@@ -297,7 +297,7 @@ class FaceFilter:
             z[_ROTATION] = _log(rotation @ self._rotation.T)
             self._chains.update(z, self._parameters.measurement_variance)
             self._fold_rotation()
-            self._rotation = _orthonormalised(self._rotation)
+            self._rotation = nearest_rotation(self._rotation)
             self._identity.update(identity, identity_variance)
         self.time = time
         return self._state(TRACKING)
