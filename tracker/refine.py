@@ -25,14 +25,15 @@ CONTOUR = np.array(sorted({i for edge in face_mesh.FACEMESH_FACE_OVAL for i in e
 CONTOUR_WEIGHT = 0.3  # the jaw line is a silhouette: MediaPipe places it least surely
 # Pixels of landmark error that moving a shape by 1 must beat: how far the refinement may take
 # a shape from the regressor's reading. Strong by default (brows, eye looks, nose): there the
-# landmarks confuse shape with identity and pose, and the regressor reads better (browDown r
-# 0.96 alone, 0.52 refined at 30 px). Weaker where MediaPipe's dense lip and eyelid landmarks
-# show a shape plainly, and for browInnerUp, which lifts the inner brow landmarks clear of the
-# rest of the face (r 0.89 to 0.93 on the harness clips of seed 0, 0.63 to 0.85 on seed 1, the
-# head's rotation 0.04° worse). Chosen on the harness clips with regressor 2026.11.25-26776492.
+# landmarks confuse shape with identity and pose, and the regressor reads better; strongest for
+# browDown, which the landmarks confuse with the brows' height (r 0.95 alone, 0.82 refined at
+# 60 px, 0.93 at 120 on the harness clips of seed 0). Weaker where MediaPipe's dense lip and
+# eyelid landmarks show a shape plainly, and for browInnerUp, which lifts the inner brow
+# landmarks clear of the rest of the face (r 0.79 alone, 0.92 refined; the clips of seed 1:
+# 0.49, 0.85). Chosen on the harness clips of seeds 0 and 1 with regressor 2026.11.25-e2a6e8b8.
 EXPRESSION_PRIOR = 60.0
-SHAPE_PRIORS = (("eyeBlink", 10.0), ("browInnerUp", 20.0), ("mouth", 20.0), ("jaw", 20.0),
-                ("cheek", 20.0))
+SHAPE_PRIORS = (("eyeBlink", 10.0), ("browInnerUp", 20.0), ("browDown", 120.0), ("mouth", 20.0),
+                ("jaw", 20.0), ("cheek", 20.0))
 DAMPING = 1e-3
 DEFAULT_STEPS = 1  # what `facetrack run` does unless told: most of the gain, 0.8 ms a face
 
