@@ -3,9 +3,10 @@ of a face changes: the floor under shape and pose accuracy from landmarks alone.
 
     .venv/bin/python benchmarks/appearance.py [--faces N] [--looks K] [--seed S] [--refine STEPS]
 
-Each of N random faces (identity, expression, head pose and camera drawn as for training) is
-rendered K times with nothing changed but its look (skin, brow and lip colours, light, background),
-and MediaPipe reads each render in static mode. Per face, over its looks, the table gives:
+Each of N random faces (identity, expression, head pose and camera drawn as for training,
+`engines.training_data.random_faces`) is rendered K times with nothing changed but its look
+(skin, brow and lip colours, light, background), and MediaPipe reads each render in static mode.
+Per face, over its looks, the table gives:
 
 - how far the landmarks move with the look (RMS distance from their mean over the looks), next to
   how far they move with the identity (the same render with the mean face's identity, same look):
@@ -23,6 +24,7 @@ import argparse
 
 import numpy as np
 
+from engines.training_data import random_faces
 from tracker.embedding import LandmarkEmbedding
 from tracker.face_model import FaceModel
 from tracker.landmarks import FaceMesh
@@ -30,14 +32,7 @@ from tracker.native_log import filter_native_stderr
 from tracker.refine import DEFAULT_STEPS, Refiner
 from tracker.regressor import Regressor
 from tracker.render import Appearance, SyntheticFace, random_background
-from tracker.sampling import (
-    PoseRange,
-    random_camera,
-    random_expressions,
-    random_identities,
-    random_rotations,
-    random_translation,
-)
+from tracker.sampling import PoseRange
 from tracker.scoring import REGION, posed_error_mm, rotation_error_deg
 from tracker.smoothing import nearest_rotation
 
@@ -52,19 +47,20 @@ ROWS = (("landmarks: moved by the look, RMS px", "look_px"),
         ("neutral shape error of the mean face, mm", "neutral_zero"))
 
 
-def measure(face: dict, model: FaceModel, synthetic: SyntheticFace, mesh: FaceMesh,
+def measure(face: tuple, model: FaceModel, synthetic: SyntheticFace, mesh: FaceMesh,
             regressor: Regressor, refiner: Refiner, looks: int,
             rng: np.random.Generator) -> dict[str, float] | None:
-    """ROWS' numbers for one face over LOOKS renders; None when MediaPipe missed any."""
-    camera = face["camera"]
+    """ROWS' numbers for one FACE (identity, expression, rotation, translation, camera) over
+    LOOKS renders; None when MediaPipe missed any."""
+    true_identity, expression, true_rotation, translation, camera = face
     seen, seen_mean_face = [], []
     for _ in range(looks):
         look = Appearance.random(rng)
         background = random_background(rng, camera.width, camera.height)
         pair = []
-        for identity in (face["identity"], np.zeros_like(face["identity"])):
-            image, _ = synthetic.render(identity, face["expression"], face["rotation"],
-                                        face["translation"], camera, look, background)
+        for identity in (true_identity, np.zeros_like(true_identity)):
+            image, _ = synthetic.render(identity, expression, true_rotation, translation,
+                                        camera, look, background)
             found = mesh.process(image)
             if not found:
                 return None
@@ -76,7 +72,7 @@ def measure(face: dict, model: FaceModel, synthetic: SyntheticFace, mesh: FaceMe
     fits = [refiner.refine(fits.face(i), landmarks[i], camera) for i in range(looks)]
     rotations = np.array([fit.rotation for fit in fits])
     identities = np.array([fit.identity for fit in fits])
-    true = model.vertices(face["identity"], region=REGION).astype(np.float64)
+    true = model.vertices(true_identity, region=REGION).astype(np.float64)
     middle = nearest_rotation(rotations.mean(axis=0))
 
     def neutral(identity: np.ndarray) -> np.ndarray:
@@ -87,7 +83,7 @@ def measure(face: dict, model: FaceModel, synthetic: SyntheticFace, mesh: FaceMe
         "look_px": _rms(landmarks - landmarks.mean(axis=0)),
         "identity_px": _rms(landmarks - np.array(seen_mean_face)),
         "rotation_spread": _rms(rotation_error_deg(rotations, middle)),
-        "rotation_error": float(np.median(rotation_error_deg(rotations, face["rotation"]))),
+        "rotation_error": float(np.median(rotation_error_deg(rotations, true_rotation))),
         "neutral_one": float(np.median(neutral(identities))),
         "neutral_mean": float(neutral(identities.mean(axis=0))),
         "neutral_zero": float(neutral(np.zeros(model.identity_count))),
@@ -99,19 +95,6 @@ def _rms(values: np.ndarray) -> float:
     values = np.asarray(values)
     squares = (values ** 2).sum(axis=-1) if values.ndim > 1 else values ** 2
     return float(np.sqrt(squares.mean()))
-
-
-def random_faces(model: FaceModel, count: int, rng: np.random.Generator) -> list[dict]:
-    identities = random_identities(rng, count, model.identity_count)
-    expressions = random_expressions(rng, count)
-    rotations, _ = random_rotations(rng, count, POSES)
-    faces = []
-    for i in range(count):
-        camera = random_camera(rng)
-        faces.append({"identity": identities[i], "expression": expressions[i],
-                      "rotation": rotations[i], "camera": camera,
-                      "translation": random_translation(rng, camera)})
-    return faces
 
 
 def main() -> None:
@@ -132,7 +115,9 @@ def main() -> None:
     results = []
     with FaceMesh(1, static_image_mode=True) as mesh:
         synthetic = SyntheticFace(model)
-        for face in random_faces(model, args.faces, rng):
+        identity, expression, rotation, translation, _, cameras = random_faces(
+            model, rng, args.faces, POSES)
+        for face in zip(identity, expression, rotation, translation, cameras, strict=True):
             result = measure(face, model, synthetic, mesh, regressor, refiner, args.looks, rng)
             if result is not None:
                 results.append(result)

@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +28,7 @@ from streams.errors import FacetrackError, SinkError
 from streams.frame import Frame
 from streams.sources import open_source
 from streams.window import Window, display_available
+from tracker.arguments import positive
 from tracker.expressions import ICT_EXPRESSION_NAMES
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def add_calibrate_command(sub: argparse._SubParsersAction) -> None:
                         help="video file, image folder or glob, or camera (0, /dev/video2)")
     _add_board_arguments(camera)
     camera.add_argument("--out", required=True, metavar="FILE.json", help="camera file to write")
-    camera.add_argument("--max-views", type=_positive(int), default=MAX_VIEWS, metavar="N",
+    camera.add_argument("--max-views", type=positive(int), default=MAX_VIEWS, metavar="N",
                         help=f"solve with at most N views (default {MAX_VIEWS})")
     camera.add_argument("--show", action="store_true",
                         help="show the frames and the picture area covered so far")
@@ -90,7 +90,7 @@ def add_calibrate_command(sub: argparse._SubParsersAction) -> None:
         epilog=FACE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     face.add_argument("--source", required=True,
                       help="video file, image folder or glob, or camera (0, /dev/video2)")
-    face.add_argument("--seconds", type=_positive(float), default=3.0,
+    face.add_argument("--seconds", type=positive(float), default=3.0,
                       help="length of the still stretch to average (default 3)")
     face.add_argument("--routine", action="store_true",
                       help="also record each expression's range from a routine of faces (smile, "
@@ -99,7 +99,7 @@ def add_calibrate_command(sub: argparse._SubParsersAction) -> None:
     face.add_argument("--camera", metavar="FILE.json",
                       help="camera file from 'facetrack calibrate camera' (default: assume a "
                            "60° horizontal field of view)")
-    face.add_argument("--focal", type=_positive(float), metavar="PIXELS",
+    face.add_argument("--focal", type=positive(float), metavar="PIXELS",
                       help="the camera's focal length in pixels, when known but not calibrated")
     face.add_argument("--show", action="store_true", help="show the tracked face and prompts")
     face.set_defaults(func=_face)
@@ -112,7 +112,7 @@ def add_calibrate_command(sub: argparse._SubParsersAction) -> None:
         epilog=BOARD_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_board_arguments(board)
     board.add_argument("--out", required=True, metavar="FILE.png", help="image to write")
-    board.add_argument("--dpi", type=_positive(int), default=300,
+    board.add_argument("--dpi", type=positive(int), default=300,
                        help="print resolution (default 300)")
     board.set_defaults(func=_board)
 
@@ -121,10 +121,10 @@ def _add_board_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--board", required=True, type=_grid, metavar="COLSxROWS",
                    help="checkerboard: inner corners (10x7 squares is 9x6); "
                         "ChArUco: squares (as OpenCV and calib.io name it)")
-    p.add_argument("--square", required=True, type=_positive(float), metavar="MM",
+    p.add_argument("--square", required=True, type=positive(float), metavar="MM",
                    help="side of one square in millimetres")
     p.add_argument("--charuco", action="store_true", help="a ChArUco board (default checkerboard)")
-    p.add_argument("--marker", type=_positive(float), metavar="MM",
+    p.add_argument("--marker", type=positive(float), metavar="MM",
                    help="ChArUco: side of one marker in millimetres")
     p.add_argument("--dictionary", default="DICT_5X5_100",
                    help="ChArUco: OpenCV's ArUco dictionary (default DICT_5X5_100)")
@@ -250,15 +250,3 @@ def _grid(text: str) -> tuple[int, int]:
     if not (cols.isdigit() and rows.isdigit()):
         raise argparse.ArgumentTypeError(f"expected COLSxROWS such as 9x6, got {text!r}")
     return int(cols), int(rows)
-
-
-def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
-    """An argparse type: a number of ``kind`` above zero."""
-    def parse(text: str) -> int | float:
-        value = kind(text)
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse names the type in its "invalid int value" error
-    return parse

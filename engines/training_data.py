@@ -71,8 +71,11 @@ class FaceSamples:
         return FaceSamples(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
 
 
-def _random_faces(model: FaceModel, rng: np.random.Generator, count: int,
-                  poses: PoseRange) -> tuple[np.ndarray, ...]:
+def random_faces(model: FaceModel, rng: np.random.Generator, count: int,
+                 poses: PoseRange) -> tuple:
+    """COUNT random faces as training sees them: identity, expression (a share neutral),
+    rotation, translation (cm), camera (COUNT, 4) fx, fy, cx, cy, and the cameras as
+    `Intrinsics`."""
     identity = random_identities(rng, count, model.identity_count)
     expression = random_expressions(rng, count)
     expression[rng.random(count) < NEUTRAL_SHARE] = 0.0
@@ -87,7 +90,7 @@ def rendered(model: FaceModel, count: int, seed: int, poses: PoseRange = DEFAULT
              progress: bool = True) -> FaceSamples:
     """COUNT renders given to MediaPipe; those where it finds no face are left out."""
     rng = np.random.default_rng(seed)
-    identity, expression, rotation, translation, camera, cameras = _random_faces(
+    identity, expression, rotation, translation, camera, cameras = random_faces(
         model, rng, count, poses)
     face = SyntheticFace(model)
     kept, landmarks = [], []
@@ -168,7 +171,7 @@ def projected(model: FaceModel, embedding: LandmarkEmbedding, residuals: Residua
               count: int, seed: int, poses: PoseRange = DEFAULT_POSES) -> FaceSamples:
     """COUNT random faces through the embedding, with MediaPipe-like error added."""
     rng = np.random.default_rng(seed)
-    identity, expression, rotation, translation, camera, _ = _random_faces(
+    identity, expression, rotation, translation, camera, _ = random_faces(
         model, rng, count, poses)
     truth = FaceSamples(np.zeros((count, 478, 2), np.float32), camera, identity, expression,
                         rotation, translation)
@@ -191,7 +194,7 @@ def calibration_inputs(model: FaceModel, embedding: LandmarkEmbedding, count: in
     ranges on."""
     from tracker.regressor import rays  # the runtime's own input, not a copy
 
-    identity, expression, rotation, translation, camera, _ = _random_faces(
+    identity, expression, rotation, translation, camera, _ = random_faces(
         model, np.random.default_rng(seed), count, DEFAULT_POSES)
     faces = FaceSamples(np.zeros((count, 478, 2), np.float32), camera, identity, expression,
                         rotation, translation)

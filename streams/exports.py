@@ -13,7 +13,7 @@ import numpy as np
 
 from streams.errors import FacetrackError, SinkError
 from streams.recording import read_records, tracked_face
-from tracker.expressions import ARKIT_NAMES, ICT_EXPRESSION_NAMES, to_arkit
+from tracker.expressions import ARKIT_NAMES, to_arkit
 from tracker.pose import angles
 
 # Live Link Face's CSV: its blendshape order (Unreal's ARKit curve order, which differs from
@@ -108,7 +108,7 @@ def eye_rotations(expression: dict[str, float]) -> list[float]:
 def llf_row(time: float, face: dict) -> list:
     """One CSV row: timecode, count, 52 blendshapes in LLF order, head and eye rotations."""
     expression = face["expression"]
-    arkit = to_arkit([expression[name] for name in ICT_EXPRESSION_NAMES])[_LLF_FROM_ARKIT]
+    arkit = to_arkit(expression)[_LLF_FROM_ARKIT]
     head = np.radians(angles(np.asarray(face["rotation"], dtype=float)))
     rotations = [*head.tolist(), *eye_rotations(expression)]
     return [timecode(time), len(LLF_BLENDSHAPES) + len(LLF_ROTATIONS),

@@ -21,7 +21,7 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from streams.errors import SinkError
-from tracker.expressions import ARKIT_NAMES, ICT_EXPRESSION_NAMES, to_arkit
+from tracker.expressions import ARKIT_NAMES, to_arkit
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5570"
 FORMATS = ("msgpack", "json")
@@ -193,7 +193,7 @@ def face_message(face: dict, frame: int, time: float, stream: str) -> dict:
     message = {**face, "frame": frame, "time": time, "stream": stream}
     expression = face.get("expression")
     if expression is not None:
-        arkit = to_arkit([expression[name] for name in ICT_EXPRESSION_NAMES])
+        arkit = to_arkit(expression)
         message["arkit"] = dict(zip(ARKIT_NAMES, arkit.astype(float).round(4).tolist(),
                                     strict=True))
     return message

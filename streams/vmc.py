@@ -20,7 +20,7 @@ from scipy.spatial.transform import Rotation
 from streams.errors import SinkError
 from streams.recording import tracked_face
 from streams.subscriber import to_unity
-from tracker.expressions import ARKIT_NAMES, ICT_EXPRESSION_NAMES, to_arkit
+from tracker.expressions import ARKIT_NAMES, to_arkit
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 39539  # the VMC protocol's usual receiving port (VSeeFace, VMagicMirror)
@@ -75,8 +75,7 @@ def vmc_bundle(record: dict) -> bytes:
     bundle = OscBundleBuilder(IMMEDIATELY)
     face = tracked_face(record)
     if face is not None:
-        expression = [face["expression"][name] for name in ICT_EXPRESSION_NAMES]
-        values = np.clip(to_arkit(expression)[MIRRORED], 0.0, 1.0)
+        values = np.clip(to_arkit(face["expression"])[MIRRORED], 0.0, 1.0)
         for name, value in zip(ARKIT_NAMES, values.tolist(), strict=True):
             bundle.add_content(_message("/VMC/Ext/Blend/Val", name, value))
         bundle.add_content(_message("/VMC/Ext/Blend/Apply"))

@@ -13,6 +13,20 @@ def facetrack(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run([FACETRACK, *args], capture_output=True, text=True, timeout=timeout)
 
 
+def facetrack_ok(*args: str) -> subprocess.CompletedProcess:
+    """`facetrack` that must succeed: the test fails with its stderr otherwise."""
+    result = facetrack(*args)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def synth(folder: Path, clips: str, frames: int, seed: int, model: Path) -> Path:
+    """`facetrack synth` for real: CLIPS (comma-separated names) into FOLDER."""
+    facetrack_ok("synth", str(folder), "--clips", clips, "--frames", str(frames),
+                 "--seed", str(seed), "--model", str(model))
+    return folder
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> str:
     """RESULT failed with exactly one error line, no traceback, naming every one of WORDS."""
     assert result.returncode != 0

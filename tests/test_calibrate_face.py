@@ -20,7 +20,7 @@ from tracker.regressor import DEFAULT_MODEL, FaceFit, Manifest
 from tracker.scoring import REGION, posed_error_mm
 from tracker.synth import RESTING, load_truth, write_camera_file
 
-from cli_helpers import assert_one_line_error, facetrack
+from cli_helpers import assert_one_line_error, facetrack, synth
 
 FRAMES, SEED, SECONDS = 90, 5, "2"  # 3 s clips; the still stretch is 2 s of them
 RESTING_NAMES = list(RESTING)
@@ -30,10 +30,8 @@ REGRESSOR_VERSION = Manifest.load(DEFAULT_MODEL).model_version
 @pytest.fixture(scope="module")
 def clips(installed_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """still and resting clips, each with a camera file of its true intrinsics."""
-    outdir = tmp_path_factory.mktemp("face_clips")
-    result = facetrack("synth", str(outdir), "--clips", "still,resting", "--frames", str(FRAMES),
-                       "--seed", str(SEED), "--model", str(installed_model))
-    assert result.returncode == 0, result.stderr
+    outdir = synth(tmp_path_factory.mktemp("face_clips"), "still,resting", FRAMES, SEED,
+                   installed_model)
     for name in ("still", "resting"):
         write_camera_file(load_truth(outdir / f"{name}.json"), outdir / f"{name}_camera.json")
     return outdir

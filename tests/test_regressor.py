@@ -22,7 +22,7 @@ from tracker.sampling import random_camera, random_rotations, random_translation
 from tracker.scoring import read_predictions, rotation_error_deg, score_clip
 from tracker.synth import load_truth, write_camera_file
 
-from cli_helpers import FACETRACK, facetrack
+from cli_helpers import FACETRACK, facetrack, synth
 
 
 def test_geometry_targets_decode_back_to_the_pose() -> None:
@@ -134,11 +134,7 @@ def test_bad_model_file_and_wrong_input_are_clear_errors(tmp_path: Path) -> None
 
 @pytest.fixture(scope="module")
 def clip(installed_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("clip")
-    result = facetrack("synth", str(folder), "--clips", "talking", "--frames", "60",
-                       "--seed", "11", "--model", str(installed_model))
-    assert result.returncode == 0, result.stderr
-    return folder
+    return synth(tmp_path_factory.mktemp("clip"), "talking", 60, 11, installed_model)
 
 
 def test_run_records_pose_and_expression_close_to_the_truth(clip: Path,

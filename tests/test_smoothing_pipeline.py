@@ -4,8 +4,6 @@ numbers are benchmarks/smoothing.py's."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import av
@@ -21,23 +19,17 @@ from tracker.smoothing import Smoother, SmoothingConfig
 from tracker.synth import load_truth, write_camera_file
 from tracker.tracks import COASTING, LOST, TRACKING
 
+from cli_helpers import facetrack, facetrack_ok, synth
 from test_tracking import crossing_clip
 
-FACETRACK = str(Path(sys.executable).parent / "facetrack")
 FRAMES = 60
 GAP = (20, 45)  # frames blanked in the clip the face leaves: 0.83 s, past the 0.5 s coast
 
 
-def facetrack(*args: str) -> None:
-    result = subprocess.run([FACETRACK, *args], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-
-
 @pytest.fixture(scope="module")
 def clips(installed_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("smoothing-clips")
-    facetrack("synth", str(folder), "--clips", "still,head_turns", "--frames", str(FRAMES),
-              "--seed", "2", "--model", str(installed_model))
+    folder = synth(tmp_path_factory.mktemp("smoothing-clips"), "still,head_turns", FRAMES, 2,
+                   installed_model)
     for name in ("still", "head_turns"):
         write_camera_file(load_truth(folder / f"{name}.json"), folder / f"{name}.camera.json")
     return folder
@@ -47,8 +39,8 @@ def record(clips: Path, name: str, *options: str, source: Path | None = None) ->
     """Frame records of ``facetrack run`` on clip NAME (or SOURCE, with NAME's camera)."""
     out = clips / f"{name}{''.join(options)}.jsonl"
     video = source or clips / f"{name}.mp4"
-    facetrack("run", "--source", str(video), "--record", str(out), "--quiet",
-              "--camera", str(clips / f"{name}.camera.json"), *options)
+    facetrack_ok("run", "--source", str(video), "--record", str(out), "--quiet",
+                 "--camera", str(clips / f"{name}.camera.json"), *options)
     header, records = read_records(out)
     assert header["smoothed"] == ("--no-smooth" not in options)
     return records
@@ -151,8 +143,7 @@ def test_two_faces_keep_separate_filters(footage_dir: Path) -> None:
 @pytest.mark.parametrize("options", [["--predict-ms", "-5"], ["--predict-ms", "nan"],
                                      ["--no-smooth", "--predict-ms", "50"]])
 def test_bad_smoothing_options_are_one_line_errors(options: list[str], tmp_path: Path) -> None:
-    result = subprocess.run([FACETRACK, "run", "--source", str(tmp_path / "none.mp4"), *options],
-                            capture_output=True, text=True, timeout=60)
+    result = facetrack("run", "--source", str(tmp_path / "none.mp4"), *options, timeout=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len([line for line in result.stderr.splitlines() if "error:" in line]) == 1
     assert "predict-ms" in result.stderr

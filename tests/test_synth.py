@@ -18,7 +18,7 @@ from tracker.pose import angles
 from tracker.render import project
 from tracker.synth import CLIP_NAMES, ClipMaker, clip_names, load_truth, scripted
 
-from cli_helpers import facetrack
+from cli_helpers import facetrack, synth
 
 FRAMES, SEED = 24, 3
 # Outer eye corners, nose tip and mouth corners: MediaPipe's indices and the 68 landmarks'.
@@ -34,11 +34,7 @@ def model(installed_model: Path) -> FaceModel:
 
 @pytest.fixture(scope="module")
 def clips(installed_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    outdir = tmp_path_factory.mktemp("clips")
-    result = facetrack("synth", str(outdir), "--clips", "all", "--frames", str(FRAMES),
-                       "--seed", str(SEED), "--model", str(installed_model))
-    assert result.returncode == 0, result.stderr
-    return outdir
+    return synth(tmp_path_factory.mktemp("clips"), "all", FRAMES, SEED, installed_model)
 
 
 def decoded(path: Path) -> list[np.ndarray]:

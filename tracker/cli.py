@@ -13,6 +13,7 @@ from engines.train_cli import add_train_command
 from streams.cli import add_stream_commands
 from streams.errors import FacetrackError
 from streams.sinks import add_sink_arguments
+from tracker.arguments import in_range, positive
 from tracker.model_cli import add_model_command
 from tracker.native_log import filter_native_stderr
 from tracker.refine import DEFAULT_STEPS
@@ -48,12 +49,12 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    help="include the 478 landmarks of each face in the record")
     p.add_argument("--output", metavar="FILE.mp4", help="write an annotated H.264 video")
     p.add_argument("--show", action="store_true", help="open a window with the annotated frames")
-    p.add_argument("--max-faces", type=_positive_int, default=1, metavar="N",
+    p.add_argument("--max-faces", type=positive(int), default=1, metavar="N",
                    help="track up to N faces (default 1)")
     p.add_argument("--realtime", action="store_true",
                    help="pace a file at its own frame rate instead of as fast as possible")
     p.add_argument("--quiet", action="store_true", help="no progress bar or status line")
-    p.add_argument("--focal", type=_positive_float, metavar="PIXELS",
+    p.add_argument("--focal", type=positive(float), metavar="PIXELS",
                    help="the camera's focal length in pixels, when known but not calibrated")
     p.add_argument("--engine", default="auto",
                    choices=("auto", "onnxruntime", "tensorrt", "cuda", "ort-tensorrt"),
@@ -64,7 +65,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                         "time; the engine is cached); the other engines run fp32")
     p.add_argument("--regressor", default=str(DEFAULT_MODEL), metavar="FILE.onnx",
                    help="regressor model, with its manifest beside it (default: the built-in)")
-    p.add_argument("--refine", type=_steps, default=DEFAULT_STEPS, metavar="STEPS",
+    p.add_argument("--refine", type=in_range(int, 0, 10), default=DEFAULT_STEPS, metavar="STEPS",
                    help=f"Levenberg-Marquardt steps on pose and expression against the "
                         f"landmarks after the regressor (default {DEFAULT_STEPS}, about 0.8 ms a "
                         "face each; 0: the regressor alone, which needs no face model)")
@@ -83,7 +84,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-smooth", action="store_true",
                    help="publish the regressor's raw per-frame output instead of the smoothed "
                         "face states (no velocities or variances)")
-    p.add_argument("--predict-ms", type=_predict_ms, default=0.0, metavar="MS",
+    # beyond a second, a constant-velocity guess means nothing
+    p.add_argument("--predict-ms", type=in_range(float, 0, 1000), default=0.0, metavar="MS",
                    help="publish the smoothed state predicted MS milliseconds past each frame's "
                         "capture time, to hide latency (default 0)")
     add_sink_arguments(p)
@@ -99,7 +101,7 @@ def _run(args: argparse.Namespace) -> int:
 def _add_sources(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sources", help="list the cameras that can be opened",
                        description="Probe camera devices and list those that deliver frames.")
-    p.add_argument("--max-index", type=_positive_int, default=10,
+    p.add_argument("--max-index", type=positive(int), default=10,
                    help="probe camera indices 0..N-1 (default 10)")
     p.set_defaults(func=_sources)
 
@@ -116,33 +118,6 @@ def _sources(args: argparse.Namespace) -> int:
     return 0
 
 
-def _steps(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 10:
-        raise argparse.ArgumentTypeError(f"must be 0 to 10, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
-
-
-def _predict_ms(text: str) -> float:
-    """Milliseconds ahead; beyond a second a constant-velocity guess means nothing."""
-    value = float(text)
-    if not 0 <= value <= 1000:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1000, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [

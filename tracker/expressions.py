@@ -6,6 +6,8 @@ a fixed linear map so it applies to a batch, and later to a tensor, in one matri
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -70,8 +72,11 @@ ARKIT_FROM_ICT: np.ndarray = _arkit_from_ict()
 ARKIT_FROM_ICT.flags.writeable = False
 
 
-def to_arkit(expression: ArrayLike) -> np.ndarray:
-    """ICT expression values (..., 53) as ARKit-52 values (..., 52) in `ARKIT_NAMES` order."""
+def to_arkit(expression: ArrayLike | Mapping[str, float]) -> np.ndarray:
+    """ICT expression values (..., 53), or a record's expression object ({ICT name: value}), as
+    ARKit-52 values (..., 52) in `ARKIT_NAMES` order."""
+    if isinstance(expression, Mapping):
+        expression = [expression[name] for name in ICT_EXPRESSION_NAMES]
     values = np.asarray(expression, dtype=np.float32)
     if values.shape[-1:] != (len(ICT_EXPRESSION_NAMES),):
         raise ValueError(f"expected (..., {len(ICT_EXPRESSION_NAMES)}) ICT expression values, "
