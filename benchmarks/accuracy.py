@@ -2,12 +2,15 @@
 yardstick for the regressor, next to the mean face posed with the true head pose.
 
     .venv/bin/python benchmarks/accuracy.py [--clips NAMES] [--frames N] [--seed S]
-        [--clips-dir DIR] [--keep DIR] [--json OUT] [--run-args 'OPTIONS'] [--model PATH]
+        [--one-person] [--profile-from NAME] [--clips-dir DIR] [--keep DIR] [--json OUT]
+        [--run-args 'OPTIONS'] [--model PATH]
 
 It makes the clips with ``facetrack synth`` (or reuses DIR's), runs the real command on each,
 ``facetrack run --source NAME.mp4 --record NAME.jsonl --record-landmarks --camera CAMERA`` with
 a camera file of the clip's true intrinsics, and prints a markdown table of `tracker.scoring`'s
 metrics per clip and over all of them. ``--run-args=--no-smooth`` scores the raw regressor.
+``--one-person --profile-from still`` makes every clip of one face, a face profile of it from the
+still clip (``facetrack calibrate face``), and scores the other clips with and without it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from tracker.scoring import CHANNELS, baseline, overall, read_predictions, score
 from tracker.synth import CLIP_NAMES, clip_names, load_truth, write_camera_file
 
 FACETRACK = str(Path(sys.executable).parent / "facetrack")
+PROFILE_SECONDS = "2"  # the still stretch a profile averages: fits a clip of 90 frames
 # Table columns: summary key, heading, decimals.
 COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("tracked", "tracked %", 1), ("posed_aligned_mm", "posed aligned mm", 2),
@@ -46,6 +50,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--frames", type=int, default=90, metavar="N",
                    help="frames per generated clip (default 90)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated clips (default 0)")
+    p.add_argument("--one-person", action="store_true",
+                   help="generate every clip of the same face (facetrack synth --one-person)")
+    p.add_argument("--profile-from", metavar="NAME",
+                   help="make a face profile from clip NAME and score the other clips with it "
+                        "as well (the clips should show one person: --one-person)")
     p.add_argument("--clips-dir", type=Path, metavar="DIR",
                    help="score the clips (NAME.mp4, NAME.json) already in DIR instead of making "
                         "new ones (--frames and --seed are then unused)")
@@ -76,8 +85,9 @@ def clips(args: argparse.Namespace, workdir: Path) -> tuple[Path, list[str]]:
     if args.clips_dir is None:
         names = clip_names(args.clips or "all")
         model = ["--model", args.model] if args.model else []
+        person = ["--one-person"] if args.one_person else []
         facetrack("synth", str(workdir), "--clips", ",".join(names), "--frames",
-                  str(args.frames), "--seed", str(args.seed), *model)
+                  str(args.frames), "--seed", str(args.seed), *person, *model)
         return workdir, names
     if args.clips is None:
         names = [name for name in CLIP_NAMES if _has_clip(args.clips_dir, name)]
@@ -109,22 +119,41 @@ def table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def profile(folder: Path, name: str, workdir: Path) -> Path:
+    """The face profile `facetrack calibrate face` makes of clip NAME, with its true camera."""
+    out = workdir / f"{name}.profile.json"
+    camera = write_camera_file(load_truth(folder / f"{name}.json"),
+                               workdir / f"{name}.camera.json")
+    facetrack("calibrate", "face", "--source", str(folder / f"{name}.mp4"), "--camera",
+              str(camera), "--seconds", PROFILE_SECONDS, "--out", str(out))
+    return out
+
+
 def evaluate(args: argparse.Namespace, workdir: Path) -> dict:
-    """Make or find the clips, track each, score the tracker and the baseline."""
+    """Make or find the clips, track each (and with --profile-from, each other clip with the
+    profile too), score the tracker and the baseline."""
     folder, names = clips(args, workdir)
     model = FaceModel.load(args.model)
-    scores: dict[str, list[dict]] = {"tracker": [], "baseline": []}
+    runs = {"tracker": shlex.split(args.run_args)}
+    if args.profile_from:
+        if args.profile_from not in names:
+            raise FacetrackError(f"--profile-from {args.profile_from}: no such clip among "
+                                 f"{', '.join(names)}")
+        names = [name for name in names if name != args.profile_from]
+        runs["profiled"] = [*runs["tracker"], "--profile",
+                            str(profile(folder, args.profile_from, workdir))]
+    scores: dict[str, list[dict]] = {predictor: [] for predictor in (*runs, "baseline")}
     for name in names:
         truth = load_truth(folder / f"{name}.json")
-        record = workdir / f"{name}.jsonl"
-        facetrack("run", "--source", str(folder / f"{name}.mp4"), "--record", str(record),
-                  "--record-landmarks", "--quiet", "--camera",
-                  str(write_camera_file(truth, workdir / f"{name}.camera.json")),
-                  *shlex.split(args.run_args))
-        predictions = read_predictions(record, truth)
-        scores["tracker"].append(score_clip(truth, predictions, model))
+        camera = str(write_camera_file(truth, workdir / f"{name}.camera.json"))
+        for predictor, options in runs.items():
+            record = workdir / (f"{name}.jsonl" if predictor == "tracker"
+                                else f"{name}.{predictor}.jsonl")
+            facetrack("run", "--source", str(folder / f"{name}.mp4"), "--record", str(record),
+                      "--record-landmarks", "--quiet", "--camera", camera, *options)
+            scores[predictor].append(score_clip(truth, read_predictions(record, truth), model))
         scores["baseline"].append(score_clip(truth, baseline(truth), model))
-    return {"clips": names, "run_args": args.run_args, **{
+    return {"clips": names, "run_args": args.run_args, "profile_from": args.profile_from, **{
         predictor: {**dict(zip(names, (s["summary"] for s in clip_scores), strict=True)),
                     "all": overall(clip_scores)}
         for predictor, clip_scores in scores.items()}}
@@ -132,8 +161,11 @@ def evaluate(args: argparse.Namespace, workdir: Path) -> dict:
 
 def report(results: dict) -> str:
     options = f" {results['run_args']}" if results["run_args"] else ""
+    profiled = (f"## tracker with the face profile of clip {results['profile_from']} (facetrack "
+                f"run{options} --profile)\n\n{table(results['profiled'])}\n\n"
+                if results["profile_from"] else "")
     return (f"## tracker (facetrack run{options})\n\n{table(results['tracker'])}\n\n"
-            "## baseline: mean face, neutral, true head pose\n\n"
+            f"{profiled}## baseline: mean face, neutral, true head pose\n\n"
             f"{table(results['baseline'])}\n\n"
             "Per-frame errors: median over frames (extra motion: mean); 'all': pooled over "
             "every frame of every clip, per-clip numbers (neutral, lags, r) averaged.")

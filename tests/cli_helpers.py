@@ -20,10 +20,11 @@ def facetrack_ok(*args: str) -> subprocess.CompletedProcess:
     return result
 
 
-def synth(folder: Path, clips: str, frames: int, seed: int, model: Path) -> Path:
+def synth(folder: Path, clips: str, frames: int, seed: int, model: Path,
+          *options: str) -> Path:
     """`facetrack synth` for real: CLIPS (comma-separated names) into FOLDER."""
     facetrack_ok("synth", str(folder), "--clips", clips, "--frames", str(frames),
-                 "--seed", str(seed), "--model", str(model))
+                 "--seed", str(seed), "--model", str(model), *options)
     return folder
 
 

@@ -4,19 +4,24 @@ resting expression, then `facetrack run --profile` on the same clip, scored agai
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from calibrate.face import MAX_ANGLE, ROUTINE, STILL_PROMPT, Samples, Script, make_profile
+from calibrate.intrinsics import load_camera
 from calibrate.profile import FaceProfile
 from streams.errors import FacetrackError
 from streams.recording import read_records
+from streams.sources import open_source
 from tracker.expressions import ICT_EXPRESSION_NAMES
 from tracker.face_model import FaceModel
+from tracker.pipeline import FaceTracker
 from tracker.pose import rotation
-from tracker.regressor import DEFAULT_MODEL, FaceFit, Manifest
+from tracker.refine import Refiner
+from tracker.regressor import DEFAULT_MODEL, FaceFit, Manifest, Regressor
 from tracker.scoring import REGION, posed_error_mm
 from tracker.synth import RESTING, load_truth, write_camera_file
 
@@ -140,6 +145,29 @@ def test_profile_removes_the_resting_smile_the_regressor_sees(clips: Path) -> No
     with_profile = np.array([[f["expression"][n] for n in smile] for f in profiled]).mean()
     assert without > 0.02
     assert with_profile < 0.25 * without
+
+
+def test_with_a_profile_the_refinement_fits_the_persons_face(clips: Path,
+                                                             installed_model: Path) -> None:
+    """The refinement poses the profile's face on the landmarks (not the identity the regressor
+    guessed in the frame), then the profile rescales the expression: the still clip's profile
+    on the resting clip, another person, so that the two identities differ plainly."""
+    profile = FaceProfile.load(calibrated(clips, "still"))
+    regressor, refiner = Regressor(), Refiner.load(FaceModel.load(installed_model))
+    camera = load_camera(clips / "resting_camera.json")
+    with open_source(str(clips / "resting.mp4")) as source, FaceTracker(
+            camera=camera, regressor=regressor, refiner=refiner, profile=profile) as tracker:
+        for frame in list(source)[:5]:
+            [face] = tracker.fit(tracker.track(frame), *frame.size)
+            landmarks = face.observation.landmarks
+            guessed = regressor.fit(landmarks[None], camera).face(0)
+            expected = profile.apply(refiner.refine(
+                replace(guessed, identity=profile.identity), landmarks, camera))
+            unprofiled = refiner.refine(guessed, landmarks, camera)
+            assert np.allclose(face.fit.translation, expected.translation, atol=1e-4)
+            assert np.allclose(face.fit.rotation, expected.rotation, atol=1e-5)
+            assert np.allclose(face.fit.expression, expected.expression, atol=1e-5)
+            assert np.abs(face.fit.translation - unprofiled.translation).max() > 1e-3
 
 
 def test_too_short_a_source_is_a_one_line_error(clips: Path, tmp_path: Path) -> None:

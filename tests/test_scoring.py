@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from calibrate.profile import FaceProfile
 from streams.errors import FacetrackError
-from streams.recording import Recorder
+from streams.recording import Recorder, read_records
 from tracker.face_model import FaceModel
 from tracker.pose import rotation
 from tracker.scoring import (
@@ -161,9 +162,34 @@ def test_harness_on_a_real_run(harness_run: Path, model: FaceModel) -> None:
     assert header["intrinsics"]["assumed"] is False  # the truth's camera was passed to the run
 
 
-def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, str(HARNESS), "--clips-dir", str(tmp_path)],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        f"accuracy: error: no clips (NAME.mp4 with NAME.json) in {tmp_path}"]
+def test_harness_scores_a_face_profile_on_the_persons_other_clips(installed_model: Path,
+                                                                  tmp_path: Path) -> None:
+    """--one-person --profile-from still: the profile made from the still clip, the other clip
+    scored with and without it."""
+    result = subprocess.run(
+        [sys.executable, str(HARNESS), "--clips", "still,resting", "--frames", "66", "--seed",
+         str(SEED), "--one-person", "--profile-from", "still", "--model", str(installed_model),
+         "--keep", str(tmp_path), "--json", str(tmp_path / "results.json")],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "## tracker with the face profile of clip still" in result.stdout
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["clips"] == ["resting"] and results["profile_from"] == "still"
+    profile = FaceProfile.load(tmp_path / "still.profile.json")
+    header, records = read_records(tmp_path / "resting.profiled.jsonl")
+    assert header["profile"]["file"] == "still.profile.json"
+    assert np.allclose(records[0]["faces"][0]["identity"], profile.identity, atol=1e-4)
+    # One person: the profile's identity is nearer the resting clip's than the mean face is.
+    assert results["profiled"]["resting"]["neutral_mm"] < results["baseline"]["resting"][
+        "neutral_mm"]
+
+
+def test_bad_inputs_are_one_line_errors(harness_run: Path, tmp_path: Path) -> None:
+    for args, error in (
+            (["--clips-dir", str(tmp_path)], f"no clips (NAME.mp4 with NAME.json) in {tmp_path}"),
+            (["--clips-dir", str(harness_run), "--profile-from", "still"],
+             "--profile-from still: no such clip among head_turns")):
+        result = subprocess.run([sys.executable, str(HARNESS), *args], capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines() == [f"accuracy: error: {error}"]

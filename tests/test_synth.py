@@ -113,6 +113,19 @@ def test_same_seed_same_clip(clips: Path, model: FaceModel, tmp_path: Path) -> N
     assert not np.allclose(other.identity, load_truth(truth).identity)
 
 
+def test_one_person_clips_share_the_face(clips: Path, installed_model: Path,
+                                        tmp_path: Path) -> None:
+    """--one-person: every clip shows the same face, and is otherwise the clip it would be."""
+    synth(tmp_path, "still,talking", FRAMES, SEED, installed_model, "--one-person")
+    still, talking = (load_truth(tmp_path / f"{name}.json") for name in ("still", "talking"))
+    plain = load_truth(clips / "talking.json")
+    assert np.array_equal(still.identity, talking.identity)
+    assert not np.allclose(plain.identity, talking.identity)
+    assert plain.intrinsics == talking.intrinsics
+    assert np.array_equal(plain.rotations, talking.rotations)
+    assert np.array_equal(plain.translations, talking.translations)
+
+
 def test_scripts() -> None:
     expressions, motion = scripted("asymmetric", 200)
     left, right = (ICT_EXPRESSION_NAMES.index(n) for n in ("eyeBlink_L", "eyeBlink_R"))

@@ -81,6 +81,8 @@ class FaceTracker:
         tracked = list(tracked)
         for row, i in enumerate(seen):
             fit = fits.face(row)
+            if self.profile is not None:  # the refinement fits pose to the person's own face
+                fit = replace(fit, identity=self.profile.identity)
             if self.refiner is not None:
                 fit = self.refiner.refine(fit, landmarks[row], camera)
             if self.profile is not None:

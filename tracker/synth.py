@@ -34,6 +34,7 @@ FOV_DEGREES = (50.0, 70.0)  # horizontal field of view, drawn per clip
 FACE_PIXELS = (150.0, 230.0)  # forehead-to-chin height on screen, drawn per clip
 SENSOR_NOISE = 1.5  # grey levels, per pixel and frame
 CRF = 18  # near-transparent H.264: the truth should not be blurred away
+PERSON_STREAM = 1000  # the random stream of --one-person's face, apart from every clip's
 
 Channels = dict[str, float]  # expression names, and "yaw", "pitch", "roll" (degrees) and "scale"
 Keyframes = tuple[tuple[float, Channels], ...]  # (phase in [0, 1], channel values), in order
@@ -197,15 +198,22 @@ def scripted(name: str, frames: int, fps: float = FPS) -> tuple[np.ndarray, np.n
 
 
 class ClipMaker:
-    """Renders clips of FRAMES frames of random faces, the randomness drawn from SEED."""
+    """Renders clips of FRAMES frames of random faces, the randomness drawn from SEED. With
+    ONE_PERSON every clip shows the same face (identity and look): a face profile made from one
+    clip can then be scored on the others."""
 
-    def __init__(self, model: FaceModel, frames: int, seed: int = 0) -> None:
+    def __init__(self, model: FaceModel, frames: int, seed: int = 0,
+                 one_person: bool = False) -> None:
         if frames < 1:
             raise FacetrackError(f"--frames must be at least 1, got {frames}")
         self.model = model
         self.frames = frames
         self.seed = seed
         self.face = SyntheticFace(model)
+        self.person: tuple[np.ndarray, Appearance] | None = None
+        if one_person:
+            rng = np.random.default_rng([seed, PERSON_STREAM])
+            self.person = self._identity(rng), Appearance.random(rng)
         face_region = model.vertices(region="narrow_face")
         self._face_height_cm = float(np.ptp(face_region[:, 1]))
 
@@ -214,8 +222,9 @@ class ClipMaker:
         rng = np.random.default_rng([self.seed, CLIP_NAMES.index(name)])
         camera = replace(Intrinsics.from_fov(WIDTH, HEIGHT, rng.uniform(*FOV_DEGREES)),
                          assumed=False)
-        identity = (rng.standard_normal(self.model.identity_count) * IDENTITY_SCALE).astype(
-            np.float32)
+        identity = self._identity(rng)  # drawn either way: the clip's other draws stay the same
+        if self.person is not None:
+            identity = self.person[0]
         distance = camera.fy * self._face_height_cm / rng.uniform(*FACE_PIXELS)
         # The model origin (mid-nose, the middle of the face) sits near the image centre: up to
         # a tenth of the width and 8% of the height away, along this line of sight.
@@ -233,10 +242,16 @@ class ClipMaker:
                       expressions, rotations, translations)
         return truth, rng
 
+    def _identity(self, rng: np.random.Generator) -> np.ndarray:
+        return (rng.standard_normal(self.model.identity_count) * IDENTITY_SCALE).astype(
+            np.float32)
+
     def make(self, name: str, outdir: Path) -> tuple[Path, Path]:
         """Write NAME.mp4 and NAME.json into OUTDIR; returns their paths."""
         truth, rng = self.truth(name)
         appearance = Appearance.random(rng)
+        if self.person is not None:
+            appearance = self.person[1]
         background = random_background(rng, WIDTH, HEIGHT)
         video, truth_path = outdir / f"{name}.mp4", outdir / f"{name}.json"
         with VideoWriter(video, truth.fps, crf=CRF) as writer:
@@ -291,6 +306,9 @@ def add_synth_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=150, metavar="N",
                    help="frames per clip (default 150: 5 s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--one-person", action="store_true",
+                   help="every clip shows the same face (identity, skin, light): one person's "
+                        "clips, e.g. to make a face profile from one and score it on the others")
     p.add_argument("--model", metavar="PATH",
                    help="model file (default: $FACETRACK_MODEL, else the installed one)")
     p.set_defaults(func=_synth)
@@ -298,7 +316,7 @@ def add_synth_command(sub: argparse._SubParsersAction) -> None:
 
 def _synth(args: argparse.Namespace) -> int:
     names = clip_names(args.clips)
-    maker = ClipMaker(FaceModel.load(args.model), args.frames, args.seed)
+    maker = ClipMaker(FaceModel.load(args.model), args.frames, args.seed, args.one_person)
     try:
         args.outdir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
