@@ -34,6 +34,7 @@ from tracker.regressor import Regressor
 from tracker.render import Appearance, SyntheticFace, random_background
 from tracker.sampling import PoseRange
 from tracker.scoring import REGION, posed_error_mm, rotation_error_deg
+from tracker.shading import shading
 from tracker.smoothing import nearest_rotation
 
 # Faces within the range users mostly show (the harness's clips turn to about 40°).
@@ -53,22 +54,23 @@ def measure(face: tuple, model: FaceModel, synthetic: SyntheticFace, mesh: FaceM
     """ROWS' numbers for one FACE (identity, expression, rotation, translation, camera) over
     LOOKS renders; None when MediaPipe missed any."""
     true_identity, expression, true_rotation, translation, camera = face
-    seen, seen_mean_face = [], []
+    seen, seen_mean_face, shadings = [], [], []
     for _ in range(looks):
         look = Appearance.random(rng)
         background = random_background(rng, camera.width, camera.height)
-        pair = []
+        pair = []  # (landmarks, shading) of the face, then of the mean face in its place
         for identity in (true_identity, np.zeros_like(true_identity)):
             image, _ = synthetic.render(identity, expression, true_rotation, translation,
                                         camera, look, background)
             found = mesh.process(image)
             if not found:
                 return None
-            pair.append(found[0].landmarks[:, :2])
-        seen.append(pair[0])
-        seen_mean_face.append(pair[1])
+            pair.append((found[0].landmarks[:, :2], shading(image, found[0].landmarks)))
+        seen.append(pair[0][0])
+        shadings.append(pair[0][1])
+        seen_mean_face.append(pair[1][0])
     landmarks = np.array(seen)
-    fits = regressor.fit(landmarks, camera)
+    fits = regressor.fit(landmarks, np.array(shadings), camera)
     fits = [refiner.refine(fits.face(i), landmarks[i], camera) for i in range(looks)]
     rotations = np.array([fit.rotation for fit in fits])
     identities = np.array([fit.identity for fit in fits])

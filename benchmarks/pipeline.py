@@ -15,6 +15,7 @@ import os
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -30,6 +31,7 @@ from tracker.pipeline import FaceTracker
 from tracker.records import frame_record
 from tracker.refine import Refiner
 from tracker.regressor import Regressor
+from tracker.shading import shading
 from tracker.smoothing import Smoother
 
 FOOTAGE = Path(__file__).resolve().parents[2] / "shared" / "footage"
@@ -98,6 +100,9 @@ def pipeline(clip: Path, frames: int, out_dir: Path, times: dict[str, list[float
             t1 = time.perf_counter()
             observations = tracker.mesh.process(frame.image)
             t2 = time.perf_counter()
+            observations = [replace(face, shading=shading(frame.image, face.landmarks))
+                            for face in observations]
+            t2b = time.perf_counter()
             faces = tracker.ids.update(observations, frame.time)
             in_regressor.clear()
             t3 = time.perf_counter()
@@ -113,9 +118,10 @@ def pipeline(clip: Path, frames: int, out_dir: Path, times: dict[str, list[float
             t5 = time.perf_counter()
             stages["wait for decoded frame"].append(t1 - last)
             stages["landmarks (MediaPipe + numpy)"].append(t2 - t1)
-            stages["track ids"].append(t3 - t2)
+            stages["shading at the landmarks"].append(t2b - t2)
+            stages["track ids"].append(t3 - t2b)
             if in_regressor:  # a frame with a face
-                stages["regressor (ONNX Runtime, 1 thread; rays, infer)"].append(
+                stages["regressor (ONNX Runtime, 1 thread; inputs, infer)"].append(
                     in_regressor[0])
                 stages["refinement (1 step)"].append(t3b - t3 - in_regressor[0])
             stages["smoother"].append(t3c - t3b)

@@ -37,7 +37,6 @@ from tracker.scoring import Predictions, score_clip
 from tracker.smoothing import (
     ChainNoise,
     FaceState,
-    IdentityEstimate,
     Smoother,
     SmoothingConfig,
 )
@@ -187,24 +186,21 @@ def _alpha(cutoff: float | np.ndarray, dt: float) -> np.ndarray:
 
 def one_euro(series: Series, params: OneEuroParams, config: SmoothingConfig) -> Series:
     """SERIES through One Euro filters on expression, translation and rotation (SO(3), camera
-    frame, as the Kalman's); identity pooled as the Kalman pools it, so only the temporal
-    filters differ. CONFIG's measurement stds scale beta."""
+    frame, as the Kalman's); identity passed on as the Kalman passes it (the run pooled it), so
+    only the temporal filters differ. CONFIG's measurement stds scale beta."""
     out = _empty_like(series)
     filters: dict[str, OneEuroFilter] = {}
-    identity: IdentityEstimate | None = None
     last = 0.0
     for i, fit in enumerate(series.fits()):
         if fit is None:
             continue
-        if identity is None:
-            identity = IdentityEstimate(fit.identity, config.identity_std ** 2)
+        if not filters:  # the first fit
             expression, translation, rotation = fit.expression, fit.translation, fit.rotation
             filters = {group: OneEuroFilter(
                 params.min_cutoff, params.beta / np.asarray(getattr(config, group).measurement_std),
                 params.d_cutoff) for group in GROUPS}
         else:
             dt = series.times[i] - last
-            identity.update(fit.identity, config.identity_std ** 2)
             expression = expression + filters["expression"].step(fit.expression - expression, dt)
             translation = translation + filters["translation"].step(
                 fit.translation - translation, dt)
@@ -213,7 +209,7 @@ def one_euro(series: Series, params: OneEuroParams, config: SmoothingConfig) -> 
                 rotation)
         last = series.times[i]
         out.tracked[i] = True
-        out.identity[i], out.expression[i] = identity.mean, np.clip(expression, 0, 1)
+        out.identity[i], out.expression[i] = fit.identity, np.clip(expression, 0, 1)
         out.rotation[i], out.translation[i] = rotation, translation
     return out
 

@@ -181,8 +181,10 @@ def _face(args: argparse.Namespace) -> int:
         window = _window(stack) if args.show else None
         overlay = Overlay() if window else None
         # The same fits as `facetrack run` makes by default, so the resting face matches.
+        # each frame's own identity: the profile averages it over the still stretch it picks
         tracker = stack.enter_context(FaceTracker(camera=camera, regressor=Regressor(),
-                                                  focal=args.focal, refiner=Refiner.load()))
+                                                  focal=args.focal, refiner=Refiner.load(),
+                                                  pool_identity=False))
         progress = stack.enter_context(tqdm(source, total=source.length, unit="frame",
                                             file=sys.stderr, dynamic_ncols=True, disable=None))
         shown: list[str] = []

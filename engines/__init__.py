@@ -2,7 +2,7 @@
 everywhere, CUDA or TensorRT where a GPU and its libraries are (docs/engines.md).
 
     with open_engine(model_path) as engine:
-        outputs = engine.infer(rays)  # (N, 478, 2) -> {output name: (N, ...) array}
+        outputs = engine.infer(inputs)  # (N, 478, 3) -> {output name: (N, ...) array}
 """
 
 from engines.base import Engine, EngineUnavailable, TensorSpec, cache_dir

@@ -1,7 +1,7 @@
 """What every inference backend of the landmark regressor shares.
 
-The regressor is an ONNX file with one input (a batch of faces' landmark rays, (N, 478, 2)
-float32) and any number of batch-first outputs. Backends read names, shapes and
+The regressor is an ONNX file with one input (a batch of faces' landmark rays and shading,
+(N, 478, 3) float32) and any number of batch-first outputs. Backends read names, shapes and
 types from the model rather than assuming them, so a retrained or re-exported regressor needs no
 code change here.
 Checking the input once, here, gives every backend the same one-line error for a wrong shape
@@ -40,7 +40,7 @@ class TensorSpec:
     dtype: np.dtype
 
     def describe(self) -> str:
-        """The shape as users read it: (N, 478, 2)."""
+        """The shape as users read it: (N, 478, 3)."""
         dims = ["N" if axis == BATCH_AXIS else "?" if size is None else str(size)
                 for axis, size in enumerate(self.shape)]
         return f"({', '.join(dims)})"
@@ -62,7 +62,7 @@ class Engine(ABC):
     outputs: tuple[TensorSpec, ...]
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Outputs for a batch of the model's input shape, (N, 478, 2) say; another float type
+        """Outputs for a batch of the model's input shape, (N, 478, 3) say; another float type
         is converted, another shape raises FacetrackError. N = 0 (no face in the frame) gives
         empty outputs without running the model."""
         array = np.asarray(batch)
@@ -100,7 +100,7 @@ def single_input(path: Path, inputs: list[TensorSpec]) -> TensorSpec:
     if len(inputs) != 1:
         names = ", ".join(spec.name for spec in inputs) or "none"
         raise FacetrackError(f"{path} has {len(inputs)} inputs ({names}); the landmark regressor "
-                             f"takes one, a batch of landmark rays")
+                             f"takes one, a batch of landmark rays and shading")
     return inputs[0]
 
 

@@ -1,7 +1,8 @@
-"""The regressor network: normalised landmarks (`engines.geometry.RayGeometry.frame`) in, the
-head's rotation (continuous 6-D), the model origin's offset, the log depth, identity and
-expression out. A residual MLP: small enough for a fraction of a millisecond on one CPU thread.
-`CameraRegressor` wraps it in the geometry; that is what the ONNX file holds."""
+"""The regressor network: normalised landmarks (`engines.geometry.RayGeometry.frame`) and the
+image's shading at each (`tracker.shading`) in, the head's rotation (continuous 6-D), the model
+origin's offset, the log depth, identity and expression out. A residual MLP: small enough for a
+fraction of a millisecond on one CPU thread. `CameraRegressor` wraps it in the geometry; that is
+what the ONNX file holds."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import torch
 from torch import nn
 
 from engines.geometry import RayGeometry
+from tracker.expressions import ICT_EXPRESSION_NAMES
+from tracker.shading import EYES
 
 # The network's outputs, in this order.
 SIZES = {"rotation6d": 6, "offset": 2, "log_depth": 1, "identity": 100, "expression": 53}
@@ -30,13 +33,18 @@ class Block(nn.Module):
 
 
 class RegressorNet(nn.Module):
-    """(N, L, 2) normalised landmarks to the outputs named in `SIZES`."""
+    """(..., L, 3) normalised landmarks and their shading to the outputs named in `SIZES`
+    (..., size). The shading of the eyes (`tracker.shading.EYES`) is not read: it is
+    multiplied by 0 first."""
 
     def __init__(self, landmarks: int = 478, width: int = 512, depth: int = 3,
                  identity: int = 100, expression: int = 53) -> None:
         super().__init__()
         self.sizes = dict(SIZES, identity=identity, expression=expression)
-        self.stem = nn.Linear(landmarks * 2, width)
+        read = torch.ones(landmarks, 3)
+        read[EYES, 2] = 0.0
+        self.register_buffer("read", read)
+        self.stem = nn.Linear(landmarks * 3, width)
         self.blocks = nn.Sequential(*(Block(width) for _ in range(depth)))
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, sum(self.sizes.values()))
@@ -57,9 +65,9 @@ class RegressorNet(nn.Module):
         Expressions are clipped to [0, 1] only outside training: a sigmoid or a clip there
         would starve the rare active shapes (a blink, a pucker) of gradient, as most targets
         sit at 0."""
-        x = self.stem(landmarks.flatten(1))
+        x = self.stem((landmarks * self.read).flatten(-2))
         x = self.head(self.norm(self.blocks(x)))
-        parts = list(torch.split(x, list(self.sizes.values()), dim=1))
+        parts = list(torch.split(x, list(self.sizes.values()), dim=-1))
         if not self.training:
             expression = list(self.sizes).index("expression")
             parts[expression] = parts[expression].clamp(0.0, 1.0)
@@ -67,8 +75,15 @@ class RegressorNet(nn.Module):
 
 
 class CameraRegressor(nn.Module):
-    """What the ONNX file holds: rays (N, L, 2) in; the head's rotation (N, 3, 3) and
-    translation (N, 3) in the camera, identity and expression out (`tracker.regressor.OUTPUTS`).
+    """What the ONNX file holds: rays and shading (N, L, 3; `tracker.regressor.model_inputs`)
+    in; the head's rotation (N, 3, 3) and translation (N, 3) in the camera, identity and
+    expression out (`tracker.regressor.OUTPUTS`).
+
+    The network reads each face twice, with its shading and without (as it reads a projected
+    face), and the eyes' expressions (blinks, squints, wide eyes, gaze) come from the second
+    reading: on real faces the shading misleads them (make-up and lashes around a closed eye
+    read as an open one, `docs/regressor.md`), while MediaPipe's eyelid landmarks show them
+    plainly. Everything else comes from the first.
 
     The network is the attribute `net`, so the export names its nodes "/net/...": TensorRT
     keeps every other node, the geometry, in float32 (`engines.tensorrt_engine`)."""
@@ -77,9 +92,18 @@ class CameraRegressor(nn.Module):
         super().__init__()
         self.net = net
         self.geometry = RayGeometry()
+        self.register_buffer("eye_shapes", torch.tensor(
+            [name.startswith("eye") for name in ICT_EXPRESSION_NAMES]))
 
-    def forward(self, rays: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        frame = self.geometry.frame(rays)
-        rotation6d, offset, log_depth, identity, expression = self.net(frame.inputs)
+    def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        frame = self.geometry.frame(inputs[..., :2])
+        shading = inputs[..., 2:]
+        faces = inputs.shape[0]
+        readings = self.net(torch.cat([torch.cat([frame.inputs, shading], dim=2),
+                                       torch.cat([frame.inputs, torch.zeros_like(shading)],
+                                                 dim=2)]))  # 2N rows: with, then without
+        rotation6d, offset, log_depth, identity, expression = (
+            part[:faces] for part in readings)
+        expression = torch.where(self.eye_shapes, readings[4][faces:], expression)
         rotation, translation = self.geometry.decode(frame, rotation6d, offset, log_depth)
         return rotation, translation, identity, expression

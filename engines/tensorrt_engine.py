@@ -50,8 +50,8 @@ INSTALL_HINT = "pip install tensorrt-cu12 cuda-python"
 NETWORK_PREFIXES = ("/net/", "net.")
 
 # Called with the batch size, yields arrays of the model's input shape with that batch, holding
-# the landmark rays of plausible faces (synthetic ones, say): TensorRT measures activation ranges
-# on them (int8).
+# the landmark rays and shading of plausible faces (synthetic ones, say): TensorRT measures
+# activation ranges on them (int8).
 CalibrationBatches = Callable[[int], Iterable[np.ndarray]]
 
 
@@ -194,7 +194,7 @@ class TensorRTEngine(Engine):
         if (self.precision == "int8" and calibration_batches is None
                 and not calibration_cache.is_file()):
             raise FacetrackError("TensorRT int8 needs calibration batches (landmark rays "
-                                 "of plausible faces) to build its first engine")
+                                 "and shading of plausible faces) to build its first engine")
         log.info("tensorrt: building a %s engine for %s on %s (batch 1-%d); once per model, GPU "
                  "and TensorRT version", self.precision, path.name, gpu, max_batch)
         builder = _Builder(trt, self._logger, self._cuda, self._stream)

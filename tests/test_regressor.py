@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,24 @@ from calibrate.intrinsics import Intrinsics
 from engines.select import KINDS, open_engine
 from streams.errors import FacetrackError
 from streams.recording import read_records
+from streams.sources import open_source
+from tracker.embedding import LandmarkEmbedding
 from tracker.expressions import ICT_EXPRESSION_NAMES
-from tracker.face_model import FaceModel
-from tracker.regressor import DEFAULT_MODEL, OUTPUTS, Manifest, Regressor, rays
+from tracker.face_model import FaceModel, posed
+from tracker.pipeline import FaceTracker
+from tracker.pose import rotation, yaw
+from tracker.refine import Refiner
+from tracker.regressor import (
+    DEFAULT_MODEL,
+    INPUT,
+    OUTPUTS,
+    FaceFit,
+    Manifest,
+    Regressor,
+    model_inputs,
+    rays,
+)
+from tracker.render import project
 from tracker.sampling import random_camera, random_rotations, random_translation
 from tracker.scoring import read_predictions, rotation_error_deg, score_clip
 from tracker.synth import load_truth, write_camera_file
@@ -68,7 +84,7 @@ def test_quick_training_lowers_the_loss_and_writes_a_manifest(quick_model: Path)
     losses = manifest.data["metrics"]["validation_loss_by_epoch"]
     assert losses[-1] < 0.9 * losses[0]
     assert manifest.data["opset"] >= 17
-    assert manifest.data["input"]["shape"] == [None, 478, 2]
+    assert manifest.data["input"]["shape"] == [None, 478, 3]
     assert manifest.data["outputs"] == {"rotation": [3, 3], "translation": [3],
                                         "identity": [100], "expression": [53]}
     assert list(manifest.data["outputs"]) == list(OUTPUTS)
@@ -91,8 +107,10 @@ def test_export_matches_torch_on_every_engine_that_runs_here(tmp_path: Path) -> 
     export(net, out)
     # faces 3-15% of the focal length in size, anywhere in a wide-angle frame
     rng = np.random.default_rng(1)
-    batch = (rng.uniform(-0.5, 0.5, (5, 1, 2)) + rng.uniform(0.03, 0.15, (5, 1, 1))
-             * rng.normal(0, 1, (5, 478, 2))).astype(np.float32)
+    directions = (rng.uniform(-0.5, 0.5, (5, 1, 2)) + rng.uniform(0.03, 0.15, (5, 1, 1))
+                  * rng.normal(0, 1, (5, 478, 2)))
+    batch = model_inputs(directions, rng.normal(0, 1, (5, 478)), np.array([[1.0, 1, 0, 0]] * 5))
+    batch = batch.astype(np.float32)
     with torch.no_grad():
         expected = [t.numpy() for t in CameraRegressor(net).eval()(torch.from_numpy(batch))]
     ran = []
@@ -114,7 +132,7 @@ def test_export_matches_torch_on_every_engine_that_runs_here(tmp_path: Path) -> 
     network = [node for node in onnx.load(str(out)).graph.node
                if node.name.startswith(NETWORK_PREFIXES)]
     assert sum(node.op_type == "Gemm" for node in network) == 4  # stem, block (2), head
-    assert not any("rays" in node.input or {"rotation", "translation"} & set(node.output)
+    assert not any(INPUT in node.input or {"rotation", "translation"} & set(node.output)
                    for node in network)
 
 
@@ -126,7 +144,7 @@ def test_bad_model_file_and_wrong_input_are_clear_errors(tmp_path: Path) -> None
         Regressor(bad, "onnxruntime")
     regressor = Regressor(DEFAULT_MODEL, "onnxruntime")
     with pytest.raises(FacetrackError, match="478"):
-        regressor.fit(np.zeros((1, 68, 2)), Intrinsics.from_fov(640, 480))
+        regressor.fit(np.zeros((1, 68, 2)), np.zeros((1, 68)), Intrinsics.from_fov(640, 480))
     result = facetrack("run", "--source", "x.mp4", "--regressor", str(bad))
     assert result.returncode != 0
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -158,6 +176,53 @@ def test_run_records_pose_and_expression_close_to_the_truth(clip: Path,
     assert summary["r_jawOpen"] > 0.6
 
 
+def test_refinement_poses_the_tracks_identity_so_far(clip: Path, installed_model: Path) -> None:
+    """Frame by frame, the fit's identity is the mean of the track's identity readings so far,
+    and the refinement fits pose and expression to it."""
+    truth = load_truth(clip / "talking.json")
+    camera = truth.intrinsics
+    regressor, refiner = Regressor(), Refiner.load(FaceModel.load(installed_model))
+    readings = []
+    with open_source(str(clip / "talking.mp4")) as source, FaceTracker(
+            camera=camera, regressor=regressor, refiner=refiner) as tracker:
+        for frame in list(source)[:6]:
+            [face] = tracker.fit(tracker.track(frame), *frame.size)
+            landmarks = face.observation.landmarks
+            reading = regressor.fit(landmarks[None], face.observation.shading[None],
+                                    camera).face(0)
+            readings.append(reading.identity)
+            pooled = np.mean(readings, axis=0)
+            expected = refiner.refine(replace(reading, identity=pooled), landmarks, camera)
+            assert np.allclose(face.fit.identity, pooled, atol=1e-6)
+            assert np.allclose(face.fit.rotation, expected.rotation, atol=1e-5)
+            assert np.allclose(face.fit.translation, expected.translation, atol=1e-4)
+            assert np.allclose(face.fit.expression, expected.expression, atol=1e-5)
+    alone = refiner.refine(reading, landmarks, camera)  # the last frame, its own identity
+    assert np.abs(face.fit.translation - alone.translation).max() > 1e-3
+
+
+def test_refinement_holds_the_rotation_near_the_regressors(installed_model: Path) -> None:
+    """Landmarks of a face turned 20°, a fit 4° off: the rotation prior keeps the refined head
+    near the fit, moved a little toward the landmarks; without the prior it goes all the way to
+    them."""
+    model = FaceModel.load(installed_model)
+    embedding = LandmarkEmbedding.load(model.triangles)
+    camera = Intrinsics.from_fov(640, 480)
+    true = rotation(20.0)
+    translation = np.array([1.0, -2.0, 60.0])
+    rng = np.random.default_rng(4)
+    identity = rng.normal(0, 0.5, 100).astype(np.float32)
+    model.add_region("embedding", embedding.vertex_index)
+    mesh = posed(model.vertices(identity, region="embedding"), true, translation)
+    landmarks = project(embedding.points(mesh, yaw(true), embedding.vertex_index), camera)
+    fit = FaceFit(identity, np.zeros(53, np.float32), rotation(24.0), translation)
+    held, free = Refiner(model, embedding, steps=10), Refiner(model, embedding, 10, 0.0)
+    held_error = rotation_error_deg(held.refine(fit, landmarks, camera).rotation[None], true[None])
+    free_error = rotation_error_deg(free.refine(fit, landmarks, camera).rotation[None], true[None])
+    assert free_error[0] < 0.5
+    assert 3.0 < held_error[0] < 3.95, held_error  # 3.7° here: moved, but little
+
+
 def test_int8_calibration_batches_are_faces_the_model_reads(installed_model: Path,
                                                             footage_dir: Path) -> None:
     from engines.training_data import calibration_inputs
@@ -165,8 +230,10 @@ def test_int8_calibration_batches_are_faces_the_model_reads(installed_model: Pat
 
     model = FaceModel.load(installed_model)
     inputs = calibration_inputs(model, LandmarkEmbedding.load(model.triangles), 64)
-    assert inputs.shape == (64, 478, 2) and inputs.dtype == np.float32
-    assert np.isfinite(inputs).all() and np.abs(inputs).max() < 1.0  # within 45° of the axis
+    assert inputs.shape == (64, 478, 3) and inputs.dtype == np.float32
+    assert np.isfinite(inputs).all()
+    assert np.abs(inputs[..., :2]).max() < 1.0  # rays within 45° of the axis
+    assert abs(inputs[..., 2].std() - 1) < 0.1  # shading: the spread of a standardised face's
     with open_engine(DEFAULT_MODEL, "onnxruntime") as engine:
         depth = engine.infer(inputs)["translation"][:, 2]
     assert ((depth > 20) & (depth < 300)).all(), depth  # sampled 27-140 cm away

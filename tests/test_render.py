@@ -3,6 +3,7 @@ synthetic frames that MediaPipe takes for faces."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -10,12 +11,14 @@ import numpy as np
 import pytest
 
 from calibrate.intrinsics import Intrinsics
+from tracker.expressions import ICT_EXPRESSION_NAMES
 from tracker.face_model import FaceModel, posed
 from tracker.landmarks import FaceMesh
 from tracker.pose import rotation
 from tracker.render import (
     Appearance,
     Renderer,
+    SyntheticFace,
     draw_axes,
     project,
     random_background,
@@ -26,6 +29,7 @@ from tracker.render import (
 CAMERA = Intrinsics(500.0, 500.0, 320.0, 240.0, 640, 480)
 FRONTAL = rotation(0)
 NOSE_TIP = 30  # of the 68 landmarks
+RIGHT_EYE = list(range(36, 42))
 
 
 @pytest.fixture(scope="module")
@@ -182,3 +186,37 @@ def test_mediapipe_finds_a_rendered_face(model: FaceModel) -> None:
     x, y = project(landmarks[NOSE_TIP], camera)
     assert np.hypot(*faces[0].landmarks[1, :2] - (x, y)) < 20
     assert raster.covered[round(y), round(x)]
+
+
+def test_sheen_blotches_and_lashes_change_the_face_where_they_sit(model: FaceModel) -> None:
+    """A sheen brightens the nose tip, which faces a frontal light and the camera; a dark blotch
+    on the nose tip darkens it by its share; lashes darken a closed eye's lid; the cheeks, far
+    from all three, stay as they were."""
+    translation = np.array([0.0, 0.0, 55.0])
+    matte = Appearance((200.0, 160.0, 140.0), (60.0, 45.0, 40.0), (180.0, 110.0, 100.0),
+                       (90.0, 70.0, 50.0), (0.0, 0.0, -1.0), 0.4)
+    nose = int(model.landmarks68[NOSE_TIP])
+    looks = {"matte": matte, "sheen": replace(matte, sheen=0.3, shininess=30.0),
+             "blotch": replace(matte, blotches=((nose, 0.8, -0.4),)),
+             "lashes": replace(matte, lashes=0.6)}
+    closed = np.zeros(len(ICT_EXPRESSION_NAMES), np.float32)
+    closed[[ICT_EXPRESSION_NAMES.index(f"eyeBlink_{side}") for side in "LR"]] = 1.0
+    synthetic = SyntheticFace(model)
+    background = np.full((480, 640, 3), 90, np.uint8)
+    images = {name: synthetic.render(None, closed, FRONTAL, translation, CAMERA, look,
+                                     background)[0].astype(float)
+              for name, look in looks.items()}
+    points = project(posed(model.vertices(None, closed, region="landmarks68"), FRONTAL,
+                           translation),
+                     CAMERA)
+    (nose_x, nose_y), (cheek_x, cheek_y) = np.round(points[[NOSE_TIP, 2]]).astype(int)
+    nose_of = {name: image[nose_y, nose_x].mean() for name, image in images.items()}
+    assert nose_of["sheen"] > nose_of["matte"] + 25  # up to 0.3 of white, 76 grey levels
+    assert 0.5 < nose_of["blotch"] / nose_of["matte"] < 0.75
+    (x0, y0), (x1, y1) = np.round(points[RIGHT_EYE].min(0)).astype(int), np.round(
+        points[RIGHT_EYE].max(0)).astype(int)
+    lid = {name: image[y0 - 2:y1 + 3, x0:x1 + 1].mean() for name, image in images.items()}
+    assert lid["lashes"] < lid["matte"] - 10
+    for image in images.values():
+        np.testing.assert_allclose(image[cheek_y, cheek_x], images["matte"][cheek_y, cheek_x],
+                                   atol=2)

@@ -66,9 +66,12 @@ def test_still_face_is_stiller_smoothed(clips: Path) -> None:
     rotation, translation = pose_steps(smoothed[10:])
     raw_rotation, raw_translation = pose_steps(raw[10:])
     assert rotation < 0.5 * raw_rotation and translation < 0.5 * raw_translation
-    # Identity pooled over the track: it settles, where the raw one follows every frame.
-    identity_steps = np.abs(np.diff([f["identity"] for f in smoothed[10:]], axis=0)).mean()
-    assert identity_steps < np.abs(np.diff([f["identity"] for f in raw[10:]], axis=0)).mean()
+    # Identity pooled over the track before the refinement, so raw records carry it too: it
+    # settles as 1/frames, and the smoother passes it on.
+    raw_identity = np.array([f["identity"] for f in raw])
+    steps = np.abs(np.diff(raw_identity, axis=0)).mean(axis=1)
+    assert steps[-20:].mean() < 0.2 * steps[:5].mean()
+    np.testing.assert_allclose([f["identity"] for f in smoothed], raw_identity, atol=1e-3)
 
 
 def blanked(source: Path, target: Path, gap: tuple[int, int]) -> Path:

@@ -23,13 +23,16 @@ class FaceObservation:
     ``landmarks`` is (478, 3) float32: x, y in pixels and MediaPipe's z scaled by the image
     width, like x. ``bbox`` is (x0, y0, x1, y1) of the landmarks. ``score`` is the face
     detector's confidence from the detection that found or last re-found the face, or None
-    when the detector has not run for it (MediaPipe tracks without re-detecting).
+    when the detector has not run for it (MediaPipe tracks without re-detecting). ``shading``
+    is (478,) float32, the image's standardised brightness at each landmark
+    (`tracker.shading`), once the tracker has read it for the regressor.
     """
 
     track: int
     landmarks: np.ndarray
     bbox: tuple[float, float, float, float]
     score: float | None
+    shading: np.ndarray | None = None
 
 
 class FaceMesh:

@@ -17,8 +17,9 @@ from streams.frame import Frame
 from tracker.landmarks import FaceMesh, FaceObservation
 from tracker.refine import Refiner
 from tracker.regressor import Regressor
-from tracker.smoothing import Smoother
-from tracker.tracks import TRACKING, TrackedFace, TrackIds
+from tracker.shading import shading
+from tracker.smoothing import IdentityEstimate, Smoother
+from tracker.tracks import LOST, TRACKING, TrackedFace, TrackIds
 
 
 class FaceTracker:
@@ -27,7 +28,8 @@ class FaceTracker:
     def __init__(self, max_faces: int = 1, *, coast_seconds: float = 0.5,
                  camera: Intrinsics | None = None, regressor: Regressor | None = None,
                  focal: float | None = None, refiner: Refiner | None = None,
-                 smoother: Smoother | None = None, profile: FaceProfile | None = None) -> None:
+                 smoother: Smoother | None = None, profile: FaceProfile | None = None,
+                 pool_identity: bool = True) -> None:
         self.mesh = FaceMesh(max_faces)
         self.ids = TrackIds(coast_seconds)
         self.camera = camera  # calibrated: landmarks are undistorted with it (scaled per frame)
@@ -36,7 +38,9 @@ class FaceTracker:
         self.refiner = refiner  # a few Levenberg-Marquardt steps after the regressor
         self.smoother = smoother  # fits to face states; needs the regressor's fits
         self.profile = profile  # one person's identity, resting face and expression ranges
+        self.pool_identity = pool_identity  # False: each frame's own identity reading
         self._intrinsics: Intrinsics | None = None  # of the last frame size asked for
+        self._identities: dict[int, IdentityEstimate] = {}  # each track's identity so far
 
     def intrinsics(self, width: int, height: int) -> Intrinsics:
         """The camera for WIDTHxHEIGHT frames: calibrated, a given focal length, or assumed.
@@ -63,32 +67,57 @@ class FaceTracker:
         return self.smooth(self.fit(self.track(frame), *frame.size), frame.time)
 
     def track(self, frame: Frame) -> list[TrackedFace]:
-        """The landmarks and track ids of ``frame``'s faces."""
+        """The landmarks and track ids of ``frame``'s faces (with the regressor, and the image's
+        shading at the landmarks, read where MediaPipe found them)."""
         faces = self.mesh.process(frame.image)
+        if self.regressor is not None:
+            faces = [replace(face, shading=shading(frame.image, face.landmarks))
+                     for face in faces]
         if self.undistorts:
             camera = self.intrinsics(*frame.size)
             faces = [_undistorted(face, camera) for face in faces]
         return self.ids.update(faces, frame.time)
 
     def fit(self, tracked: list[TrackedFace], width: int, height: int) -> list[TrackedFace]:
-        """TRACKED with the regressor's fit of every face seen, all in one engine call."""
+        """TRACKED with the regressor's fit of every face seen, all in one engine call.
+
+        A face's identity is the mean of the regressor's readings over its track so far (or
+        the profile's): a person's shape does not change, and the refinement then fits pose and
+        expression to one face rather than to each frame's guess, whose size the depth would
+        follow."""
+        for face in tracked:
+            if face.status == LOST:
+                self._identities.pop(face.track, None)
         seen = [i for i, face in enumerate(tracked) if face.status == TRACKING]
         if self.regressor is None or not seen:
             return tracked
         camera = self.intrinsics(width, height)
         landmarks = np.stack([tracked[i].observation.landmarks for i in seen])
-        fits = self.regressor.fit(landmarks, camera)
+        fits = self.regressor.fit(landmarks, np.stack([tracked[i].observation.shading
+                                                       for i in seen]), camera)
         tracked = list(tracked)
         for row, i in enumerate(seen):
-            fit = fits.face(row)
-            if self.profile is not None:  # the refinement fits pose to the person's own face
-                fit = replace(fit, identity=self.profile.identity)
+            fit = replace(fits.face(row), identity=self._identity(tracked[i].track,
+                                                                  fits.identity[row]))
             if self.refiner is not None:
                 fit = self.refiner.refine(fit, landmarks[row], camera)
             if self.profile is not None:
                 fit = self.profile.apply(fit)
             tracked[i] = replace(tracked[i], fit=fit)
         return tracked
+
+    def _identity(self, track: int, reading: np.ndarray) -> np.ndarray:
+        """The profile's identity, or TRACK's mean identity with this frame's READING."""
+        if self.profile is not None:
+            return self.profile.identity
+        if not self.pool_identity:
+            return reading
+        pooled = self._identities.get(track)
+        if pooled is None:
+            pooled = self._identities[track] = IdentityEstimate(reading, 1.0)
+        else:
+            pooled.update(reading, 1.0)
+        return pooled.mean.astype(reading.dtype)
 
     def smooth(self, tracked: list[TrackedFace], time: float) -> list[TrackedFace]:
         """TRACKED with each track's smoothed state at TIME (fits as measurements, coasting

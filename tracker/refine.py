@@ -2,8 +2,9 @@
 bring the landmark embedding's projection onto MediaPipe's landmarks.
 
 The regressor answers in one shot from what it learned; refinement checks that answer against
-this face's own landmarks. The expression stays near the regressor's (a prior, so the few
-landmarks of a shape cannot push it anywhere), and within [0, 1].
+this face's own landmarks. The expression and the head's rotation stay near the regressor's
+(priors, so the few landmarks of a shape, or MediaPipe's own pull on them all, cannot push them
+anywhere), and expressions within [0, 1].
 """
 
 from __future__ import annotations
@@ -26,14 +27,20 @@ CONTOUR_WEIGHT = 0.3  # the jaw line is a silhouette: MediaPipe places it least 
 # Pixels of landmark error that moving a shape by 1 must beat: how far the refinement may take
 # a shape from the regressor's reading. Strong by default (brows, eye looks, nose): there the
 # landmarks confuse shape with identity and pose, and the regressor reads better; strongest for
-# browDown, which the landmarks confuse with the brows' height (r 0.95 alone, 0.82 refined at
-# 60 px, 0.93 at 120 on the harness clips of seed 0). Weaker where MediaPipe's dense lip and
-# eyelid landmarks show a shape plainly, and for browInnerUp, which lifts the inner brow
-# landmarks clear of the rest of the face (r 0.79 alone, 0.92 refined; the clips of seed 1:
-# 0.49, 0.85). Chosen on the harness clips of seeds 0 and 1 with regressor 2026.11.25-e2a6e8b8.
+# browDown, which the landmarks confuse with the brows' height. Weaker for the mouth, jaw and
+# cheeks, and weakest where MediaPipe's dense lip and eyelid landmarks show a shape plainly
+# (smiles, blinks) and for browInnerUp, which lifts the inner brow landmarks clear of the rest
+# of the face. Chosen on the harness clips of seeds 0, 1 and 2 with the first regressor that
+# reads shading (docs/regressor.md, "Refinement").
 EXPRESSION_PRIOR = 60.0
-SHAPE_PRIORS = (("eyeBlink", 10.0), ("browInnerUp", 20.0), ("browDown", 120.0), ("mouth", 20.0),
-                ("jaw", 20.0), ("cheek", 20.0))
+SHAPE_PRIORS = (("eyeBlink", 10.0), ("browInnerUp", 20.0), ("browDown", 120.0),
+                ("mouthSmile", 20.0), ("mouth", 40.0), ("jaw", 40.0), ("cheek", 40.0))
+# Pixels of landmark error that turning the head 1° from the regressor's answer must beat. The
+# regressor reads the head's rotation from the shading as well as the landmarks, and better
+# than a fit to the landmarks alone, which MediaPipe's look-dependent placement pulls off by
+# about 2°: the refinement leaves rotation to it unless the landmarks disagree plainly (on the
+# harness clips of seeds 0 and 1, rotation error 1.77° at 10 px, 1.70° at 30, 2.02° at 5).
+ROTATION_PRIOR = 20.0
 DAMPING = 1e-3
 DEFAULT_STEPS = 1  # what `facetrack run` does unless told: most of the gain, 0.8 ms a face
 
@@ -42,9 +49,10 @@ class Refiner:
     """Refines `FaceFit`s against the landmarks they came from."""
 
     def __init__(self, model: FaceModel, embedding: LandmarkEmbedding,
-                 steps: int = DEFAULT_STEPS) -> None:
+                 steps: int = DEFAULT_STEPS, rotation_prior: float = ROTATION_PRIOR) -> None:
         self.embedding = embedding
         self.steps = steps
+        self.rotation_prior = rotation_prior  # pixels per degree; 0: the landmarks decide
         # The landmarks of the neutral mean face and the landmark offsets of every identity
         # and expression shape, in every yaw bin (B, 1 + 100 + 53, 478, 3), made once: the
         # embedding is linear in the mesh, so per frame a face's landmarks are two small
@@ -82,9 +90,9 @@ class Refiner:
         lower, upper = self._bins[low, split:], self._bins[high, split:]
         basis = upper if share > 0.5 else lower
         target = np.asarray(landmarks, np.float32)[:, :2].reshape(-1)
-        rotation, translation = fit.rotation.astype(np.float64), fit.translation.astype(
-            np.float64)
-        expression = prior = fit.expression.astype(np.float32)  # expression is rebound, not changed
+        rotation = prior_rotation = fit.rotation.astype(np.float64)  # rebound, not changed
+        translation = fit.translation.astype(np.float64)
+        expression = prior = fit.expression.astype(np.float32)
         for _ in range(self.steps):
             below, above = (np.tensordot(expression, b, axes=1) for b in (lower, upper))
             points = rest + below + share * (above - below)  # (478, 3)
@@ -93,17 +101,23 @@ class Refiner:
             # How the camera points move with each parameter (6 + 53, 478, 3): a small turn
             # w moves a point p by w x p; a shift moves it along its axis; a shape by its
             # landmark offsets, turned with the head.
+            # (OpenCV's transform turns the 53 x 478 offsets ten times faster than matmul.)
             moves = np.concatenate([np.cross(np.eye(3, dtype=np.float32)[:, None], turned[None]),
                                     np.broadcast_to(np.eye(3, dtype=np.float32)[:, None],
                                                     (3, *turned.shape)),
-                                    basis @ rotation.T.astype(np.float32)])
-            pixels, jacobian = _project(camera_points, moves, camera)
-            jacobian = jacobian * self._weights[:, None]
+                                    cv2.transform(basis.reshape(-1, 1, 3),
+                                                  rotation.astype(np.float32)
+                                                  ).reshape(basis.shape)])
+            pixels, gradients = _project(camera_points, moves, camera)
+            gradients = gradients * self._weights  # the Jacobian, transposed: (6 + 53, 956)
             residual = (pixels - target) * self._weights
-            normal = (jacobian.T @ jacobian).astype(np.float64)
-            gradient = (jacobian.T @ residual).astype(np.float64)
+            normal = (gradients @ gradients.T).astype(np.float64)
+            gradient = (gradients @ residual).astype(np.float64)
             normal[6:, 6:] += np.diag(self._prior)
             gradient[6:] += self._prior * (expression - prior)
+            turn_prior = np.degrees(self.rotation_prior) ** 2  # per radian, squared
+            normal[:3, :3] += turn_prior * np.eye(3)
+            gradient[:3] += turn_prior * cv2.Rodrigues(rotation @ prior_rotation.T)[0].ravel()
             normal += DAMPING * np.diag(np.diag(normal))
             step = -np.linalg.solve(normal, gradient)
             rotation = cv2.Rodrigues(step[:3])[0] @ rotation  # scipy's costs 10x more
@@ -115,9 +129,11 @@ class Refiner:
 def _project(points: np.ndarray, moves: np.ndarray,
              camera: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
     """Pixels of camera-space POINTS (n, 3), flattened (2n,) as u0 v0 u1 v1 ..., and their
-    derivatives (2n, k) for point motions MOVES (k, n, 3)."""
+    derivatives (k, 2n) for point motions MOVES (k, n, 3): the Jacobian, transposed, which is
+    the layout the motions come in."""
     x, y, z = points.T
     pixels = np.stack([camera.fx * x / z + camera.cx, camera.fy * y / z + camera.cy], axis=1)
-    du = camera.fx * (moves[..., 0] - moves[..., 2] * (x / z)) / z  # (k, n)
-    dv = camera.fy * (moves[..., 1] - moves[..., 2] * (y / z)) / z
-    return pixels.reshape(-1), np.stack([du.T, dv.T], axis=1).reshape(len(x) * 2, -1)
+    u_per_z, v_per_z = camera.fx / z, camera.fy / z
+    du = u_per_z * moves[..., 0] - (u_per_z * x / z) * moves[..., 2]  # (k, n)
+    dv = v_per_z * moves[..., 1] - (v_per_z * y / z) * moves[..., 2]
+    return pixels.reshape(-1), np.stack([du, dv], axis=-1).reshape(len(moves), -1)

@@ -1,7 +1,8 @@
 """Landmarks to ICT coefficients and head pose: one ONNX model call for all of a frame's faces.
 
-The model takes the landmarks' rays, pixels through the inverse intrinsics, and answers in the
-camera: DESIGN.md's head pose, identity and expression. All of the geometry between (turning
+The model takes the landmarks' rays, pixels through the inverse intrinsics, with the image's
+shading at each landmark (`tracker.shading`), and answers in the camera: DESIGN.md's head pose,
+identity and expression. All of the geometry between (turning
 the rays to the optical axis, normalising, decoding the network's answer) is inside the graph
 (`engines.geometry`, in torch), where it costs a fraction of what numpy's per-call overhead on
 arrays this small did; this module only divides by the focal length.
@@ -23,7 +24,7 @@ MANIFEST_FORMAT = "facetrack-regressor"
 MANIFEST_VERSION = 1
 MODEL_DIR = Path(__file__).resolve().parents[1] / "engines" / "models"
 DEFAULT_MODEL = MODEL_DIR / "regressor.onnx"
-INPUT = "rays"
+INPUT = "landmarks"  # (N, 478, 3): each landmark's ray (2) and shading (1)
 OUTPUTS = ("rotation", "translation", "identity", "expression")
 
 
@@ -66,6 +67,14 @@ def rays(landmarks: np.ndarray, camera: Intrinsics | np.ndarray) -> np.ndarray:
         per_face = np.asarray(camera, np.float64)[:, None]
         centre, focal = per_face[..., 2:], per_face[..., :2]
     return (landmarks[..., :2] - centre) / focal
+
+
+def model_inputs(landmarks: np.ndarray, shading: np.ndarray,
+                 camera: Intrinsics | np.ndarray) -> np.ndarray:
+    """The model's input (N, L, 3): the `rays` of LANDMARKS (N, L, >=2) and their SHADING
+    (N, L)."""
+    directions = rays(landmarks, camera)
+    return np.concatenate([directions, shading[..., None].astype(directions.dtype)], axis=-1)
 
 
 @dataclass(frozen=True)
@@ -124,9 +133,11 @@ class Regressor:
         self.engine = open_engine(model, engine, precision=precision,
                                   calibration_batches=batches)
 
-    def fit(self, landmarks: np.ndarray, camera: Intrinsics) -> Fits:
-        """Fits of faces whose landmarks (N, 478, >=2) are in pixels of CAMERA's images."""
-        outputs = self.engine.infer(rays(np.asarray(landmarks), camera))
+    def fit(self, landmarks: np.ndarray, shading: np.ndarray, camera: Intrinsics) -> Fits:
+        """Fits of faces whose landmarks (N, 478, >=2) are in pixels of CAMERA's images, with
+        the images' shading there (N, 478; `tracker.shading`)."""
+        outputs = self.engine.infer(model_inputs(np.asarray(landmarks), np.asarray(shading),
+                                                 camera))
         # float64 pose, as the refiner, smoother and records work in it
         return Fits(outputs["identity"], outputs["expression"],
                     outputs["rotation"].astype(np.float64),

@@ -48,7 +48,10 @@ MOUTH_SOCKET = (70, 28, 30)
 PUPIL_DEGREES, IRIS_DEGREES, EYE_FEATHER_DEGREES = 8.0, 21.0, 1.5
 # Vertex ranges of the parts painted apart (ict-facekit/NOTES.md), first and last inclusive.
 MOUTH_RANGE, GUMS_RANGE, TEETH_RANGE = (11248, 13293), (14062, 17038), (17039, 21450)
+FACE_VERTICES = 9409  # vertices 0-9408: the face (NOTES.md), where blotches sit
 EYEBALL_RANGES = ((21451, 23020), (23021, 24590))
+EYELASHES = 25351  # the eyelashes' first vertex; they run to the model's last
+LASH_SHADE = 0.5  # the lashes' colour: the brows', this much darker
 # Multi-PIE 68 landmarks outlining the brows (inner to outer) and the outer lips.
 BROWS = ((21, 20, 19, 18, 17), (22, 23, 24, 25, 26))
 OUTER_LIPS = tuple(range(48, 60))
@@ -194,7 +197,11 @@ def draw_axes(image: np.ndarray, rotation: ArrayLike, translation: ArrayLike,
 
 @dataclass(frozen=True)
 class Appearance:
-    """How a synthetic face looks: albedos (RGB, 0-255) and one far light plus ambient."""
+    """How a synthetic face looks: albedos (RGB, 0-255), one far light plus ambient, and what
+    a real face has and a plain Lambert one lacks: eyelashes (a dark fringe on the lids, which
+    a closed eye shows), a specular sheen (Blinn-Phong: its strength as a share of full white,
+    and its shininess) and blotches of lighter and darker skin (freckles, flush, stubble,
+    make-up, the shade of deep folds)."""
 
     skin: tuple[float, float, float]
     brows: tuple[float, float, float]
@@ -202,20 +209,31 @@ class Appearance:
     iris: tuple[float, float, float]
     light: tuple[float, float, float]  # camera space, toward the light (unit length)
     ambient: float  # the share of light that comes from everywhere
+    lashes: float = 0.0  # the eyelashes' opacity: 0, none
+    sheen: float = 0.0  # the highlight's peak, as a share of white
+    shininess: float = 20.0  # the highlight's Blinn-Phong exponent: higher, smaller and sharper
+    # (face vertex, radius cm, albedo change: -0.3 is 30% darker), placed on the neutral face
+    blotches: tuple[tuple[int, float, float], ...] = ()
 
     @classmethod
     def random(cls, rng: np.random.Generator) -> Appearance:
         """A random tone family jittered a little, hair-coloured brows, reddened lips, an iris
-        colour, and a light from somewhere in front of the face."""
+        colour, a light from somewhere in front of the face, lashes from faint to heavy, a
+        sheen from matte to oily, and up to six blotches, darkening more often than
+        lightening."""
         skin = np.array(SKIN_TONES[rng.integers(len(SKIN_TONES))]) * rng.uniform(0.92, 1.06, 3)
         hair = np.array(HAIR_COLORS[rng.integers(len(HAIR_COLORS))])
         brows = np.minimum(hair, skin * rng.uniform(0.35, 0.6))
         lips = skin + (np.array(LIP_RED) - skin) * rng.uniform(0.3, 0.6)
         iris = np.array(IRIS_COLORS[rng.integers(len(IRIS_COLORS))]) * rng.uniform(0.85, 1.15)
         light = np.array([rng.uniform(-0.9, 0.9), rng.uniform(-0.9, 0.4), -1.0])
+        ambient, lashes = float(rng.uniform(0.3, 0.55)), float(rng.uniform(0.2, 0.6))
+        sheen, shininess = float(rng.uniform(0.0, 0.35)), float(rng.uniform(6.0, 40.0))
+        blotches = tuple((int(rng.integers(FACE_VERTICES)), float(rng.uniform(0.4, 3.0)),
+                          float(rng.uniform(-0.45, 0.15))) for _ in range(rng.integers(7)))
         return cls(tuple(skin.clip(0, 255)), tuple(brows), tuple(lips.clip(0, 255)),
-                   tuple(iris.clip(0, 255)), tuple(light / np.linalg.norm(light)),
-                   float(rng.uniform(0.3, 0.55)))
+                   tuple(iris.clip(0, 255)), tuple(light / np.linalg.norm(light)), ambient,
+                   lashes, sheen, shininess, blotches)
 
 
 class FacePaint:
@@ -270,6 +288,10 @@ class SyntheticFace:
         corners = self.renderer.triangles
         self._eye_triangle = np.zeros(len(corners) + 1, bool)  # the last slot takes the -1s
         self._eye_triangle[:-1] = (self.paint.eye_degrees[corners] < 180).all(axis=1)
+        self._neutral = self.renderer.vertices()  # where blotches are placed and measured
+        self._lashes = np.ascontiguousarray(
+            model.triangles[(model.triangles >= EYELASHES).all(axis=1)], dtype=np.int32)
+        self._lash_raster: Raster | None = None  # reused, as the overlay reuses its raster
 
     def render(self, identity: ArrayLike | None, expression: ArrayLike | None,
                rotation: ArrayLike, translation: ArrayLike, intrinsics: Intrinsics,
@@ -280,13 +302,45 @@ class SyntheticFace:
         vertices = posed(self.renderer.vertices(identity, expression), rotation, translation)
         triangles = self.renderer.triangles
         raster = rasterize(vertices, intrinsics, triangles)
+        toward_light = np.array(appearance.light)
         light = appearance.ambient + (1 - appearance.ambient) * _lambert(
-            vertices, triangles, np.array(appearance.light))
+            vertices, triangles, toward_light)
+        colors = self.paint.albedo(appearance) * self._blotched(appearance)[:, None] \
+            * light[:, None]
+        if appearance.sheen > 0:
+            colors += 255 * appearance.sheen * _highlight(vertices, triangles, toward_light,
+                                                          appearance.shininess)[:, None]
         image = background.copy()
-        _shade(image, raster.triangle, raster.barycentric, raster.box, triangles,
-               self.paint.albedo(appearance) * light[:, None], 1.0)
+        _shade(image, raster.triangle, raster.barycentric, raster.box, triangles, colors, 1.0)
         self._paint_eyes(image, raster, light, appearance)
+        self._draw_lashes(image, vertices, intrinsics, raster, appearance)
         return cv2.GaussianBlur(image, (3, 3), 0.6), raster  # soften the aliased edges
+
+    def _draw_lashes(self, image: np.ndarray, vertices: np.ndarray, intrinsics: Intrinsics,
+                     raster: Raster, appearance: Appearance) -> None:
+        """Blend the eyelashes over IMAGE where they lie in front of the head (RASTER). The ICT
+        lashes are cards meant for a see-through texture, so they are drawn see-through, in
+        one dark colour."""
+        if appearance.lashes <= 0:
+            return
+        self._lash_raster = lashes = rasterize(vertices, intrinsics, self._lashes, cull=False,
+                                               out=self._lash_raster)
+        x0, y0, x1, y1 = lashes.box
+        seen = lashes.depth[y0:y1, x0:x1] < raster.depth[y0:y1, x0:x1]
+        patch = image[y0:y1, x0:x1]
+        color = np.float32(appearance.brows) * LASH_SHADE
+        patch[seen] = (patch[seen] + appearance.lashes * (color - patch[seen]) + 0.5).astype(
+            np.uint8)
+
+    def _blotched(self, appearance: Appearance) -> np.ndarray:
+        """(V,) float32 albedo factors: 1, changed by each blotch with a Gaussian falloff
+        around its vertex in the neutral face."""
+        factor = np.ones(len(self._neutral), np.float32)
+        for vertex, radius, change in appearance.blotches:
+            distance2 = np.square(self._neutral[:FACE_VERTICES]
+                                  - self._neutral[vertex]).sum(axis=1)
+            factor[:FACE_VERTICES] += change * np.exp(-distance2 / (2 * radius ** 2))
+        return factor
 
     def _paint_eyes(self, image: np.ndarray, raster: Raster, light: np.ndarray,
                     appearance: Appearance) -> None:
@@ -520,11 +574,10 @@ def _resolve(inverse_z, triangles, depth, triangle, barycentric, box):  # pragma
             barycentric[y, x, 2] = 1.0 - wa - wb
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _lambert(vertices, triangles, light):  # pragma: no cover
-    """Per-vertex cosine (V,) float32 between the vertex normal (the sum of its triangles'
-    area-weighted normals) and the direction to the light, 0 when facing away. LIGHT (3,) is a
-    direction toward a far light in camera space, or all zeros for a light at the camera."""
+@numba.njit(cache=True, nogil=True)
+def _vertex_normals(vertices, triangles):  # pragma: no cover
+    """(V, 3) per-vertex normals: the sum of each vertex's triangles' area-weighted normals
+    (not of unit length)."""
     normals = np.zeros((vertices.shape[0], 3))
     for t in range(triangles.shape[0]):
         a, b, c = triangles[t, 0], triangles[t, 1], triangles[t, 2]
@@ -537,6 +590,15 @@ def _lambert(vertices, triangles, light):  # pragma: no cover
             normals[corner, 0] += nx
             normals[corner, 1] += ny
             normals[corner, 2] += nz
+    return normals
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _lambert(vertices, triangles, light):  # pragma: no cover
+    """Per-vertex cosine (V,) float32 between the vertex normal and the direction to the
+    light, 0 when facing away. LIGHT (3,) is a direction toward a far light in camera space, or
+    all zeros for a light at the camera."""
+    normals = _vertex_normals(vertices, triangles)
     headlight = light[0] == 0.0 and light[1] == 0.0 and light[2] == 0.0
     cosine = np.zeros(vertices.shape[0], np.float32)
     for v in range(vertices.shape[0]):
@@ -549,6 +611,28 @@ def _lambert(vertices, triangles, light):  # pragma: no cover
                 * (lx * lx + ly * ly + lz * lz)
             cosine[v] = dot / np.sqrt(norms)
     return cosine
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _highlight(vertices, triangles, light, shininess):  # pragma: no cover
+    """Per-vertex Blinn-Phong highlight (V,) float32 in [0, 1] of a far light toward LIGHT
+    (3,, unit length) seen from the camera: (normal . halfway)^SHININESS, where halfway lies
+    between the directions to the light and to the camera; 0 where the light is behind."""
+    normals = _vertex_normals(vertices, triangles)
+    highlight = np.zeros(vertices.shape[0], np.float32)
+    for v in range(vertices.shape[0]):
+        nx, ny, nz = normals[v, 0], normals[v, 1], normals[v, 2]
+        if nx * light[0] + ny * light[1] + nz * light[2] <= 0.0:
+            continue
+        to_camera = np.sqrt(vertices[v, 0] ** 2 + vertices[v, 1] ** 2 + vertices[v, 2] ** 2)
+        hx = light[0] - vertices[v, 0] / to_camera
+        hy = light[1] - vertices[v, 1] / to_camera
+        hz = light[2] - vertices[v, 2] / to_camera
+        dot = (nx * hx + ny * hy + nz * hz) / np.sqrt(
+            (nx * nx + ny * ny + nz * nz) * (hx * hx + hy * hy + hz * hz))
+        if dot > 0.0:
+            highlight[v] = dot ** shininess
+    return highlight
 
 
 @numba.njit(cache=True, nogil=True)

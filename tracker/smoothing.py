@@ -8,7 +8,8 @@ still face still and a moving one follow without lag. Per track it runs:
   with the normalised innovation (fast motion is followed, stillness is smoothed hard);
 - rotation on the manifold: an error-state filter on SO(3) whose innovation is the rotation vector
   ``log(R_measured R_estimate^T)`` (camera frame), never Euler angles;
-- identity as an information-weighted running mean over the track's life.
+- identity passed on as it comes: `FaceTracker.fit` has already pooled it over the track's life
+  (`IdentityEstimate`), and its variance shrinks as 1/frames.
 
 See docs/smoothing.md for the model, the adaptive rule and what the variances mean.
 """
@@ -264,6 +265,8 @@ class _ChainParameters:
 class FaceFilter:
     """The smoother of one track: call :meth:`update` on frames where it is measured and
     :meth:`predict` where it coasts. The first update starts the filter at the measurement.
+    Identity is passed on as measured: it comes pooled over the track (`IdentityEstimate`, in
+    `tracker.pipeline.FaceTracker.fit`, where the refinement needs it).
 
     With ``predict_ms`` > 0 the returned states are extrapolated that far past the frame time
     (to hide the pipeline's latency); the filter itself stays at the frame time.
@@ -278,15 +281,17 @@ class FaceFilter:
         self._parameters = _ChainParameters.of(self.config)
         self._chains: ChainFilter
         self._rotation: np.ndarray  # the rotation estimate, where the rotation chains are zero
-        self._identity: IdentityEstimate
+        self._identity: np.ndarray  # the track's pooled identity, as measured last
+        self._measured = 0  # frames: the pooled identity's variance is identity_std² / frames
 
     def update(self, time: float, identity: ArrayLike, expression: ArrayLike,
                rotation: ArrayLike, translation: ArrayLike) -> FaceState:
         """Fuse one frame's measurement (rotation 3x3 camera-from-model, translation in cm)."""
         rotation = nearest_rotation(np.asarray(rotation, np.float64))
-        identity_variance = self.config.identity_std ** 2
+        self._identity = np.array(identity, np.float64)
+        self._measured += 1
         if self.time is None:
-            self._start(identity, expression, rotation, translation, identity_variance)
+            self._start(expression, rotation, translation)
         else:
             self._advance(time)
             z = np.empty_like(self._chains.value)
@@ -298,7 +303,6 @@ class FaceFilter:
             self._chains.update(z, self._parameters.measurement_variance)
             self._fold_rotation()
             self._rotation = nearest_rotation(self._rotation)
-            self._identity.update(identity, identity_variance)
         self.time = time
         return self._state(TRACKING)
 
@@ -311,8 +315,8 @@ class FaceFilter:
         self.time = time
         return self._state(COASTING)
 
-    def _start(self, identity: ArrayLike, expression: ArrayLike, rotation: np.ndarray,
-               translation: ArrayLike, identity_variance: float) -> None:
+    def _start(self, expression: ArrayLike, rotation: np.ndarray,
+               translation: ArrayLike) -> None:
         p = self._parameters
         value = np.concatenate([np.asarray(expression, np.float64),
                                 np.asarray(translation, np.float64), np.zeros(3)])
@@ -320,7 +324,6 @@ class FaceFilter:
                                    p.process_noise, p.adapt_gain, p.adapt_gate,
                                    p.velocity_time)
         self._rotation = rotation
-        self._identity = IdentityEstimate(identity, identity_variance)
 
     def _advance(self, time: float) -> None:
         dt = time - self.time
@@ -344,14 +347,15 @@ class FaceFilter:
         rotation = _exp(chains.value[_ROTATION]) @ self._rotation if lead else self._rotation
         return FaceState(
             track=self.track, status=status, time=self.time + lead,
-            identity=self._identity.mean,
+            identity=self._identity,
             expression=np.clip(chains.value[_EXPRESSION], 0.0, 1.0),
             rotation=rotation,
             translation=chains.value[_TRANSLATION],
             expression_velocity=chains.velocity[_EXPRESSION],
             angular_velocity=chains.velocity[_ROTATION],
             translation_velocity=chains.velocity[_TRANSLATION],
-            identity_variance=self._identity.variance,
+            identity_variance=np.full(len(self._identity),
+                                      self.config.identity_std ** 2 / self._measured),
             expression_variance=chains.variance[_EXPRESSION],
             rotation_variance=chains.variance[_ROTATION],
             translation_variance=chains.variance[_TRANSLATION])
