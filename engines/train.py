@@ -42,7 +42,7 @@ from tracker.regressor import (
     rays,
 )
 
-DATA_VERSION = 5  # bump when training_data or sampling changes what a seed makes
+DATA_VERSION = 6  # bump when training_data or sampling changes what a seed makes
 SHARD = 3000  # rendered faces per cache file
 OPSET = 18
 HALF_MIN_SIZE = 1024  # weights with fewer values stay float32: they cost nothing

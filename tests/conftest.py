@@ -1,5 +1,6 @@
 """Shared test fixtures."""
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,11 @@ from tracker.model_store import install
 FOOTAGE = Path(__file__).resolve().parents[1].parent / "shared" / "footage"
 # The ICT-FaceKit model, likewise (see ../shared/ict-facekit/NOTES.md).
 ICT_FACEKIT = Path(__file__).resolve().parents[1].parent / "shared" / "ict-facekit"
+
+# Tests send Ctrl-C to facetrack subprocesses. A shell starts a background job (`pytest &`)
+# with SIGINT ignored, children inherit that, and Python then never raises KeyboardInterrupt:
+# a caught signal, unlike an ignored one, is reset to the default in every child.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

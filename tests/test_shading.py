@@ -13,7 +13,7 @@ from tracker.face_model import FaceModel
 from tracker.landmarks import FaceMesh
 from tracker.pose import FRONTAL
 from tracker.render import Appearance, render_face
-from tracker.shading import BLUR, shading
+from tracker.shading import BLUR, FACE_SIZE, shading
 
 IRISES = np.arange(468, 478)
 CHEEKS = [50, 101, 118, 280, 330, 347]
@@ -59,10 +59,11 @@ def test_light_level_and_gain_change_nothing(model: FaceModel) -> None:
 
 
 def whole_image_blur(image: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """What `shading` reads, computed the slow way: the whole image blurred, sampled."""
+    """What `shading` reads, computed the slow way: the whole image blurred by a fortieth of the
+    face's size at full resolution, sampled at the landmarks, standardised."""
     spread = np.sqrt(np.square(points[:, :2] - points[:, :2].mean(0)).sum(1).mean())
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    whole = cv2.GaussianBlur(gray, (0, 0), spread * BLUR)
+    whole = cv2.GaussianBlur(gray, (0, 0), spread * BLUR / FACE_SIZE)
     x, y = points[:, 0].astype(np.float32), points[:, 1].astype(np.float32)
     expected = cv2.remap(whole, x[None], y[None], cv2.INTER_LINEAR)[0]
     return (expected - expected.mean()) / expected.std()
@@ -74,25 +75,28 @@ def photo(footage_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     return image, landmarks_of(image)
 
 
-def test_a_photo_reads_as_a_blur_of_the_whole_image(photo: tuple) -> None:
-    """Only the face's surroundings are blurred; that reads what blurring everything would, and
-    a real face's irises are darker than its cheeks."""
+@pytest.mark.parametrize("zoom", [0.5, 1.0, 4.0])
+def test_a_photo_reads_as_a_blur_of_the_whole_image(photo: tuple, zoom: float) -> None:
+    """The face's crop, scaled to one size and blurred there, reads what blurring the whole
+    image at its own resolution would, for a face of 33, 65 or 260 pixels; and a real face's
+    irises are darker than its cheeks."""
     image, points = photo
+    image = cv2.resize(image, None, fx=zoom, fy=zoom,
+                       interpolation=cv2.INTER_AREA if zoom < 1 else cv2.INTER_CUBIC)
+    points = points * zoom
     values = shading(image, points)
-    assert np.abs(values - whole_image_blur(image, points)).max() < 1e-3
+    difference = np.abs(values - whole_image_blur(image, points))
+    assert difference.mean() < 0.05 and difference.max() < 0.3, difference
     assert values[IRISES].mean() < values[CHEEKS].mean() - 0.5
 
 
-def test_a_large_face_reads_as_the_full_resolution_blur(photo: tuple) -> None:
-    """A face 4 times larger (about 270 px) is read from a crop shrunk 4 times: the same
-    values as blurring the large image itself, up to the shrinking's rounding."""
+def test_a_face_reads_the_same_at_any_resolution(photo: tuple) -> None:
+    """The photo three times larger (cubic: a little smoother than a real camera's) reads
+    within a tenth of a standard deviation on average (0.06 here)."""
     image, points = photo
-    large = cv2.resize(image, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)
-    points = points * 4
-    values = shading(large, points)
-    difference = np.abs(values - whole_image_blur(large, points))
-    assert difference.mean() < 0.05 and difference.max() < 0.4, difference
-    assert values[IRISES].mean() < values[CHEEKS].mean() - 0.5
+    large = cv2.resize(image, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
+    difference = np.abs(shading(large, points * 3) - shading(image, points))
+    assert difference.mean() < 0.1 and difference.max() < 0.5, difference
 
 
 def test_landmarks_off_the_image_read_what_is_there() -> None:

@@ -67,7 +67,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    help="regressor model, with its manifest beside it (default: the built-in)")
     p.add_argument("--refine", type=in_range(int, 0, 10), default=DEFAULT_STEPS, metavar="STEPS",
                    help=f"Levenberg-Marquardt steps on pose and expression against the "
-                        f"landmarks after the regressor (default {DEFAULT_STEPS}, about 0.8 ms a "
+                        f"landmarks after the regressor (default {DEFAULT_STEPS}, about 0.9 ms a "
                         "face each; 0: the regressor alone, which needs no face model)")
     p.add_argument("--mesh", action="store_true",
                    help="draw each fitted face's shaded mesh in --output and --show "

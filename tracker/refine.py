@@ -42,7 +42,7 @@ SHAPE_PRIORS = (("eyeBlink", 10.0), ("browInnerUp", 20.0), ("browDown", 120.0),
 # harness clips of seeds 0 and 1, rotation error 1.77° at 10 px, 1.70° at 30, 2.02° at 5).
 ROTATION_PRIOR = 20.0
 DAMPING = 1e-3
-DEFAULT_STEPS = 1  # what `facetrack run` does unless told: most of the gain, 0.8 ms a face
+DEFAULT_STEPS = 1  # what `facetrack run` does unless told: most of the gain, 0.9 ms a face
 
 
 class Refiner:
