@@ -73,9 +73,9 @@ class SmoothingConfig:
     # themselves in 0.1 s, expression ones in 0.5 s, and the accelerations are low, so a still
     # face averages over many frames; expression's adaptive rule starts at 1 sigma and is steep
     # (gain 5), much as the One Euro filter's cutoff rises with speed. With regressor
-    # 2026.11.25-e2a6e8b8 and one refinement step: still-face jitter 0.0046 mm/frame (the same
-    # chains without velocity decay: 0.0082; One Euro at the same lags: 0.0056), eyeBlink r as
-    # raw (0.93).
+    # 2026.12.06-feb20f8b and one refinement step: still-face jitter 0.0037 mm/frame (the same
+    # chains without velocity decay: 0.0079; One Euro within a frame of lag: 0.0041), eyeBlink
+    # r as raw (0.97).
     expression: ChainNoise = ChainNoise(
         measurement_std=_EXPRESSION_STD, acceleration_std=0.1,
         initial_velocity_std=1, adapt_gain=5, adapt_gate=1, velocity_time_s=0.5)
