@@ -9,6 +9,8 @@ the same data; the rendered part, the slow one, is kept in the cache folder betw
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import json
 import logging
 import math
@@ -43,6 +45,13 @@ from tracker.regressor import (
 )
 
 DATA_VERSION = 6  # bump when training_data or sampling changes what a seed makes
+# The code that decides what a rendered face is. A digest of it names the cached renders, so a
+# change to any of it renders them again: with the data version alone as the key, regressor
+# 2026.12.06-6a1846f3 was trained on renders made before a change to the shading, and
+# `facetrack train` could not make it again.
+RENDERING_CODE = ("engines.training_data", "tracker.render", "tracker.face_model",
+                  "tracker.sampling", "tracker.pose", "tracker.expressions", "tracker.landmarks",
+                  "tracker.shading")
 SHARD = 3000  # rendered faces per cache file
 OPSET = 18
 HALF_MIN_SIZE = 1024  # weights with fewer values stay float32: they cost nothing
@@ -93,10 +102,12 @@ QUICK = TrainConfig(rendered=240, projected=4000, validation=40, width=128, dept
 
 def rendered_samples(config: TrainConfig, model_path: str | None) -> FaceSamples:
     """The config's rendered faces, made in shards across `threads` processes and kept in the
-    cache folder, so a later run (or one that was interrupted) renders only what is missing."""
+    cache folder under the data version and the `rendering_digest`, so a later run (or one that
+    was interrupted) renders only what is missing, and none that other code made."""
     sizes = [min(SHARD, config.rendered - first) for first in range(0, config.rendered, SHARD)]
     folder = cache_dir() / "training"
-    paths = [folder / f"rendered-v{DATA_VERSION}-seed{config.seed}-shard{i}-n{n}.npz"
+    code = rendering_digest()
+    paths = [folder / f"rendered-v{DATA_VERSION}-{code}-seed{config.seed}-shard{i}-n{n}.npz"
              for i, n in enumerate(sizes)]
     missing = [(path, n, config.seed * 1000 + i, model_path)
                for i, (path, n) in enumerate(zip(paths, sizes, strict=True)) if not path.exists()]
@@ -106,6 +117,14 @@ def rendered_samples(config: TrainConfig, model_path: str | None) -> FaceSamples
         with multiprocessing.get_context("spawn").Pool(min(config.threads, len(missing))) as pool:
             pool.starmap(_render_shard, missing)
     return FaceSamples.concatenate([FaceSamples.load(path) for path in paths])
+
+
+def rendering_digest(modules: tuple[str, ...] = RENDERING_CODE) -> str:
+    """First 8 hex digits of the sha256 of MODULES' source files, in order."""
+    digest = hashlib.sha256()
+    for name in modules:
+        digest.update(Path(importlib.import_module(name).__file__).read_bytes())
+    return digest.hexdigest()[:8]
 
 
 def _render_shard(path: Path, count: int, seed: int, model_path: str | None) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from calibrate.intrinsics import Intrinsics
 from engines.select import KINDS, open_engine
+from engines.train import RENDERING_CODE, rendering_digest
 from streams.errors import FacetrackError
 from streams.recording import read_records
 from streams.sources import open_source
@@ -77,6 +78,21 @@ def quick_model(installed_model: Path, tmp_path_factory: pytest.TempPathFactory)
         env={**os.environ, "FACETRACK_CACHE": str(folder / "cache")})
     assert result.returncode == 0, result.stderr[-2000:]
     return out
+
+
+def test_cached_renders_are_named_by_the_code_that_makes_them(
+        quick_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training keeps its renders under the digest of the rendering code, and an edit to any of
+    that code changes the digest: renders made by other code are never reused."""
+    cached = sorted((quick_model.parent / "cache" / "training").glob("rendered-*.npz"))
+    assert cached and all(f"-{rendering_digest()}-" in path.name for path in cached)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = tmp_path / "facetrack_probe_shading.py"
+    module.write_text("BLUR = 1.0\n")
+    before = rendering_digest(("facetrack_probe_shading",))
+    module.write_text("BLUR = 1.5\n")
+    assert rendering_digest(("facetrack_probe_shading",)) != before
+    assert "tracker.shading" in RENDERING_CODE
 
 
 def test_quick_training_lowers_the_loss_and_writes_a_manifest(quick_model: Path) -> None:
