@@ -15,7 +15,6 @@ import os
 import tempfile
 import time
 from collections import defaultdict
-from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -31,7 +30,7 @@ from tracker.pipeline import FaceTracker
 from tracker.records import frame_record
 from tracker.refine import Refiner
 from tracker.regressor import Regressor
-from tracker.shading import shading
+from tracker.shading import with_shading
 from tracker.smoothing import Smoother
 
 FOOTAGE = Path(__file__).resolve().parents[2] / "shared" / "footage"
@@ -100,8 +99,7 @@ def pipeline(clip: Path, frames: int, out_dir: Path, times: dict[str, list[float
             t1 = time.perf_counter()
             observations = tracker.mesh.process(frame.image)
             t2 = time.perf_counter()
-            observations = [replace(face, shading=shading(frame.image, face.landmarks))
-                            for face in observations]
+            observations = with_shading(frame.image, observations)
             t2b = time.perf_counter()
             faces = tracker.ids.update(observations, frame.time)
             in_regressor.clear()

@@ -44,7 +44,7 @@ from tracker.regressor import (
     rays,
 )
 
-DATA_VERSION = 6  # bump when training_data or sampling changes what a seed makes
+DATA_VERSION = 6  # bump when what a seed makes changes on purpose: the manifest records it
 # The code that decides what a rendered face is. A digest of it names the cached renders, so a
 # change to any of it renders them again: with the data version alone as the key, regressor
 # 2026.12.06-6a1846f3 was trained on renders made before a change to the shading, and

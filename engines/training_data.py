@@ -12,7 +12,7 @@ Two kinds, as DESIGN.md asks:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -177,22 +177,25 @@ def projected(model: FaceModel, embedding: LandmarkEmbedding, residuals: Residua
     no image, so their shading is 0 (a rendered face's is never 0 everywhere): the network
     learns their shapes from positions alone."""
     rng = np.random.default_rng(seed)
-    identity, expression, rotation, translation, camera, _ = random_faces(
-        model, rng, count, poses)
-    no_shading = np.zeros((count, 478), np.float32)
-    truth = FaceSamples(np.zeros((count, 478, 2), np.float32), no_shading, camera, identity,
-                        expression, rotation, translation)
+    truth = unseen_faces(model, rng, count, poses)
     clean = embedded_landmarks(model, embedding, truth)
-    shapes, shift, log_scale, angle = residuals.draw(rng, angles(rotation)[:, 0])
+    shapes, shift, log_scale, angle = residuals.draw(rng, angles(truth.rotation)[:, 0])
     z = clean[..., 0] + 1j * clean[..., 1]
     centre = z.mean(1, keepdims=True)
     size = np.sqrt((np.abs(z - centre) ** 2).mean(1, keepdims=True))
     s = np.exp(log_scale + 1j * angle)[:, None]
     noisy = centre + shift[:, 0:1] * size + 1j * shift[:, 1:2] * size + s * (
         z - centre + (shapes[..., 0] + 1j * shapes[..., 1]) * size)
-    landmarks = np.stack([noisy.real, noisy.imag], -1).astype(np.float32)
-    return FaceSamples(landmarks, no_shading, camera, identity, expression, rotation,
-                       translation)
+    return replace(truth, landmarks=np.stack([noisy.real, noisy.imag], -1).astype(np.float32))
+
+
+def unseen_faces(model: FaceModel, rng: np.random.Generator, count: int,
+                 poses: PoseRange) -> FaceSamples:
+    """COUNT random faces (`random_faces`) with no image yet: landmarks and shading 0."""
+    identity, expression, rotation, translation, camera, _ = random_faces(
+        model, rng, count, poses)
+    return FaceSamples(np.zeros((count, 478, 2), np.float32), np.zeros((count, 478), np.float32),
+                       camera, identity, expression, rotation, translation)
 
 
 def calibration_inputs(model: FaceModel, embedding: LandmarkEmbedding, count: int,
@@ -204,9 +207,6 @@ def calibration_inputs(model: FaceModel, embedding: LandmarkEmbedding, count: in
     from tracker.regressor import model_inputs  # the runtime's own input, not a copy
 
     rng = np.random.default_rng(seed)
-    identity, expression, rotation, translation, camera, _ = random_faces(
-        model, rng, count, DEFAULT_POSES)
-    faces = FaceSamples(np.zeros((count, 478, 2), np.float32), np.zeros((count, 478)), camera,
-                        identity, expression, rotation, translation)
+    faces = unseen_faces(model, rng, count, DEFAULT_POSES)
     return model_inputs(embedded_landmarks(model, embedding, faces),
-                        rng.standard_normal((count, 478)), camera).astype(np.float32)
+                        rng.standard_normal((count, 478)), faces.camera).astype(np.float32)

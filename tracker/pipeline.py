@@ -17,7 +17,7 @@ from streams.frame import Frame
 from tracker.landmarks import FaceMesh, FaceObservation
 from tracker.refine import Refiner
 from tracker.regressor import Regressor
-from tracker.shading import shading
+from tracker.shading import with_shading
 from tracker.smoothing import IdentityEstimate, Smoother
 from tracker.tracks import LOST, TRACKING, TrackedFace, TrackIds
 
@@ -71,8 +71,7 @@ class FaceTracker:
         shading at the landmarks, read where MediaPipe found them)."""
         faces = self.mesh.process(frame.image)
         if self.regressor is not None:
-            faces = [replace(face, shading=shading(frame.image, face.landmarks))
-                     for face in faces]
+            faces = with_shading(frame.image, faces)
         if self.undistorts:
             camera = self.intrinsics(*frame.size)
             faces = [_undistorted(face, camera) for face in faces]

@@ -39,7 +39,7 @@ SHAPE_PRIORS = (("eyeBlink", 10.0), ("browInnerUp", 20.0), ("browDown", 120.0),
 # regressor reads the head's rotation from the shading as well as the landmarks, and better
 # than a fit to the landmarks alone, which MediaPipe's look-dependent placement pulls off by
 # about 2°: the refinement leaves rotation to it unless the landmarks disagree plainly (on the
-# harness clips of seeds 0 and 1, rotation error 1.77° at 10 px, 1.70° at 30, 2.02° at 5).
+# harness clips of seeds 0 and 1, mean rotation error 1.77° at 10 px, 1.70° at 30, 2.02° at 5).
 ROTATION_PRIOR = 20.0
 DAMPING = 1e-3
 DEFAULT_STEPS = 1  # what `facetrack run` does unless told: most of the gain, 0.9 ms a face
@@ -52,7 +52,8 @@ class Refiner:
                  steps: int = DEFAULT_STEPS, rotation_prior: float = ROTATION_PRIOR) -> None:
         self.embedding = embedding
         self.steps = steps
-        self.rotation_prior = rotation_prior  # pixels per degree; 0: the landmarks decide
+        # ROTATION_PRIOR's pixels per degree, squared per radian; 0: the landmarks decide
+        self._turn_prior = np.degrees(rotation_prior) ** 2
         # The landmarks of the neutral mean face and the landmark offsets of every identity
         # and expression shape, in every yaw bin (B, 1 + 100 + 53, 478, 3), made once: the
         # embedding is linear in the mesh, so per frame a face's landmarks are two small
@@ -115,9 +116,8 @@ class Refiner:
             gradient = (gradients @ residual).astype(np.float64)
             normal[6:, 6:] += np.diag(self._prior)
             gradient[6:] += self._prior * (expression - prior)
-            turn_prior = np.degrees(self.rotation_prior) ** 2  # per radian, squared
-            normal[:3, :3] += turn_prior * np.eye(3)
-            gradient[:3] += turn_prior * cv2.Rodrigues(rotation @ prior_rotation.T)[0].ravel()
+            normal[:3, :3] += self._turn_prior * np.eye(3)
+            gradient[:3] += self._turn_prior * cv2.Rodrigues(rotation @ prior_rotation.T)[0].ravel()
             normal += DAMPING * np.diag(np.diag(normal))
             step = -np.linalg.solve(normal, gradient)
             rotation = cv2.Rodrigues(step[:3])[0] @ rotation  # scipy's costs 10x more

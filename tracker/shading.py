@@ -13,10 +13,13 @@ small one does.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import cv2
 import numpy as np
 from mediapipe.python.solutions import face_mesh
+
+from tracker.landmarks import FaceObservation
 
 # Landmarks whose shading the regressor does not read: the eyelids and irises. Real eyes are
 # lashes, make-up and catchlights that no render matches (a closed, made-up eye reads as dark
@@ -64,3 +67,9 @@ def shading(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
                        borderMode=cv2.BORDER_REPLICATE)[0]
     mean, spread = cv2.meanStdDev(values)
     return ((values - mean[0, 0]) / max(spread[0, 0], 1e-3)).astype(np.float32)
+
+
+def with_shading(image: np.ndarray, faces: list[FaceObservation]) -> list[FaceObservation]:
+    """FACES, found in IMAGE, with its `shading` at their landmarks (before they are
+    undistorted: where MediaPipe found them in this image)."""
+    return [replace(face, shading=shading(image, face.landmarks)) for face in faces]
