@@ -90,14 +90,14 @@ def run(args: argparse.Namespace) -> int:
                                                   refiner=(Refiner.load(face_model, args.refine)
                                                            if args.refine else None),
                                                   smoother=smoother, profile=profile))
+        # closed before the tracker: its landmark thread stops before MediaPipe's graph does
+        processed = stack.enter_context(contextlib.closing(tracker.stream(source)))
         progress = stack.enter_context(tqdm(
             total=source.length, unit="frame", disable=args.quiet, file=sys.stderr,
             dynamic_ncols=True, desc=_short(args.source)))
         try:
             with _sigterm_as_interrupt():
-                for frame in source:
-                    started = time.perf_counter()
-                    faces = tracker.process(frame)
+                for frame, faces, started in processed:
                     if sinks:
                         if not sinks.header_sent:
                             sinks.send_header(_header(args, source, frame, tracker))
