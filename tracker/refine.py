@@ -31,9 +31,10 @@ CONTOUR_WEIGHT = 0.3  # the jaw line is a silhouette: MediaPipe places it least 
 # cheeks, and weakest where MediaPipe's dense lip and eyelid landmarks show a shape plainly
 # (smiles, blinks) and for browInnerUp, which lifts the inner brow landmarks clear of the rest
 # of the face. Chosen on the harness clips of seeds 0, 1 and 2 with the first regressor that
-# reads shading (docs/regressor.md, "Refinement").
+# reads shading, and browInnerUp's 15 (from 20) with feb20f8b, checked on seeds 3 and 4, which no
+# prior was chosen on (docs/regressor.md, "Refinement").
 EXPRESSION_PRIOR = 60.0
-SHAPE_PRIORS = (("eyeBlink", 10.0), ("browInnerUp", 20.0), ("browDown", 120.0),
+SHAPE_PRIORS = (("eyeBlink", 10.0), ("browInnerUp", 15.0), ("browDown", 120.0),
                 ("mouthSmile", 20.0), ("mouth", 40.0), ("jaw", 40.0), ("cheek", 40.0))
 # Pixels of landmark error that turning the head 1° from the regressor's answer must beat. The
 # regressor reads the head's rotation from the shading as well as the landmarks, and better
