@@ -30,12 +30,15 @@ from streams.frame import Frame
 from streams.recording import Recorder
 from streams.sources import open_source
 from streams.video_writer import VideoWriter
+from tracker.face_model import FaceModel
 from tracker.native_log import filter_native_stderr
 from tracker.overlay import Overlay
 from tracker.pipeline import FaceTracker, Processed
 from tracker.records import frame_record
 from tracker.refine import Refiner
 from tracker.regressor import Regressor
+from tracker.render import Renderer
+from tracker.run import FILE_AHEAD
 from tracker.shading import with_shading
 from tracker.smoothing import Smoother
 
@@ -80,12 +83,12 @@ def floor(clip: Path, frames: int, times: dict[str, list[float]]) -> None:
             last = t2
 
 
-def stages(clip: Path, frames: int, out_dir: Path, times: dict[str, list[float]]) -> None:
+def stages(clip: Path, frames: int, out_dir: Path, times: dict[str, list[float]],
+           overlay: Overlay) -> None:
     """The stages of ``facetrack run --record --record-landmarks`` (the regressor on ONNX
     Runtime, refinement, the smoother, an overlay drawn) one after another on one thread,
     each timed: what each costs."""
     prefix = "facetrack, stage by stage"
-    overlay = Overlay()
     regressor = Regressor(engine="onnxruntime")
     in_regressor = _timed(regressor)
     with contextlib.ExitStack() as stack:
@@ -111,7 +114,8 @@ def stages(clip: Path, frames: int, out_dir: Path, times: dict[str, list[float]]
             t3c = time.perf_counter()
             recorder.write(frame_record(frame, faces, landmarks=True))
             t4 = time.perf_counter()
-            overlay.draw(frame.image, faces, "fps 30.0  latency 5 ms  faces 1")
+            overlay.draw(frame.image, faces, "fps 30.0  latency 5 ms  faces 1",
+                         tracker.intrinsics(*frame.size))
             t5 = time.perf_counter()
             stages["wait for decoded frame"].append(t1 - last)
             stages["landmarks (MediaPipe + numpy)"].append(t2 - t1)
@@ -130,16 +134,19 @@ def stages(clip: Path, frames: int, out_dir: Path, times: dict[str, list[float]]
         times[f"{prefix}: {name}"].extend(values)
 
 
-def run_loop(clip: Path, frames: int, out_dir: Path, times: dict[str, list[float]], *,
-             output: bool = False, paced: bool = False, threads: bool = True) -> None:
+def run_loop(clip: Path, frames: int, out_dir: Path, times: dict[str, list[float]],
+             overlay: Overlay, *, output: bool = False, paced: bool = False,
+             threads: bool = True, ahead: int | None = None) -> None:
     """``facetrack run``'s own loop (`FaceTracker.stream`: landmarks on a second thread, or
     with ``threads`` False `FaceTracker.process` a frame at a time) recording, drawing and with
     ``output`` also encoding H.264 (on a thread of its own): the time between one frame's end
     and the next's, and each frame's latency, from when the tracker took it to its record and
     drawing. ``paced`` feeds the clip at its frame rate (``--realtime``), as a camera would."""
+    default = 1 if paced else FILE_AHEAD  # what facetrack run does
+    ahead = ahead or default
     prefix = ("facetrack run" + (" + H.264 output" if output else "")
-              + (", paced" if paced else "") + ("" if threads else ", one thread"))
-    overlay = Overlay()
+              + (", paced" if paced else "") + ("" if threads else ", one thread")
+              + ("" if ahead == default or not threads else f", {ahead} ahead"))
     with contextlib.ExitStack() as stack:
         source = stack.enter_context(open_source(str(clip), realtime=paced))
         tracker = stack.enter_context(_tracker(Regressor(engine="onnxruntime")))
@@ -147,13 +154,14 @@ def run_loop(clip: Path, frames: int, out_dir: Path, times: dict[str, list[float
         writer = (stack.enter_context(VideoWriter(out_dir / "bench.mp4", source.fps))
                   if output else None)
         processed = stack.enter_context(contextlib.closing(
-            tracker.stream(source) if threads else _one_thread(tracker, source)))
+            tracker.stream(source, ahead) if threads else _one_thread(tracker, source)))
         last = time.perf_counter()
         for frame, faces, started in processed:
             if frame.index == frames:
                 break
             recorder.write(frame_record(frame, faces, landmarks=True))
-            overlay.draw(frame.image, faces, "fps 30.0  latency 5 ms  faces 1")
+            overlay.draw(frame.image, faces, "fps 30.0  latency 5 ms  faces 1",
+                         tracker.intrinsics(*frame.size))
             if writer:
                 writer.write(frame.image, frame.time)
             now = time.perf_counter()
@@ -198,7 +206,7 @@ def table(times: dict[str, list[float]]) -> str:
     # The mean too: a frame's time is the whole run's over its frames, and the two threads'
     # run hands frames on in uneven steps, which a median of steps can misjudge.
     floor = times["floor: per frame"]
-    for name in ("facetrack, stage by stage", "facetrack run"):
+    for name in ("facetrack, stage by stage", "facetrack run", "facetrack run, 1 ahead"):
         cost = times[f"{name}: per frame"]
         rows.append(f"\n{name}: {np.median(cost) / np.median(floor):.2f}× the floor per frame "
                     f"(median), {np.mean(cost) / np.mean(floor):.2f}× (mean)")
@@ -212,6 +220,8 @@ def main() -> None:
     parser.add_argument("--clip", type=Path)
     parser.add_argument("--frames", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--mesh", action="store_true",
+                        help="draw each face's shaded mesh too, as facetrack run --mesh does")
     parser.add_argument("--paced-frames", type=int, default=200,
                         help="frames of the paced runs, at the clip's 24 fps (default 200)")
     args = parser.parse_args()
@@ -220,15 +230,19 @@ def main() -> None:
         out_dir = Path(tmp)
         clip = args.clip or make_clip(out_dir / "clip640x480.mp4")
         times: dict[str, list[float]] = defaultdict(list)
+        overlay = Overlay(mesh=Renderer(FaceModel.load(), "face") if args.mesh else None)
         for _ in range(args.rounds):
             floor(clip, args.frames, times)
-            stages(clip, args.frames, out_dir, times)
-            run_loop(clip, args.frames, out_dir, times)
-            run_loop(clip, args.frames, out_dir, times, output=True)
+            stages(clip, args.frames, out_dir, times, overlay)
+            run_loop(clip, args.frames, out_dir, times, overlay)
+            run_loop(clip, args.frames, out_dir, times, overlay, ahead=1)
+            run_loop(clip, args.frames, out_dir, times, overlay, output=True)
             for threads in (True, False):
-                run_loop(clip, args.paced_frames, out_dir, times, paced=True, threads=threads)
+                run_loop(clip, args.paced_frames, out_dir, times, overlay, paced=True,
+                         threads=threads)
     print(f"clip: {clip.name if args.clip else '640×480 WolfgangLanger letterboxed'}, "
-          f"{args.frames} frames × {args.rounds} rounds, {os.cpu_count()} cores")
+          f"{args.frames} frames × {args.rounds} rounds, {os.cpu_count()} cores"
+          + (", shaded mesh drawn" if args.mesh else ""))
     print(table(times))
 
 

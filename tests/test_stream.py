@@ -1,11 +1,12 @@
 """`FaceTracker.stream`: the pipeline on two threads gives what `process` gives frame by frame,
-hands on the frames before a source's error and then the error, and stops its thread when left
-early. Real footage, real MediaPipe, the committed regressor."""
+works one frame ahead at most, hands on the frames before a source's error and then the error,
+and stops its thread when left early. Real footage, real MediaPipe, the committed regressor."""
 
 from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,6 +55,29 @@ def test_stream_gives_what_process_gives(footage_dir: Path, installed_model: Pat
             assert np.array_equal(getattr(a.fit, name), getattr(b.fit, name)), name
             assert np.array_equal(getattr(a.state, name), getattr(b.state, name)), name
     assert not finder_threads()
+
+
+def test_stream_takes_a_frame_only_once_the_one_before_is_taken(
+        footage_dir: Path, installed_model: Path) -> None:
+    """A slow caller (drawing a mesh, say) must not leave the thread holding a stale frame:
+    a live source's newest frame would wait behind it."""
+    frames = frames_of(footage_dir / "single_face.mp4")[:8]
+    done: list[int] = []  # frames the caller has finished with
+    done_when_pulled: list[int] = []
+
+    def watched() -> Iterator[Frame]:
+        for frame in frames:
+            done_when_pulled.append(len(done))
+            yield frame
+
+    with full_tracker(installed_model) as tracker:
+        for processed in tracker.stream(watched()):
+            time.sleep(0.03)  # a caller slower than MediaPipe
+            done.append(processed.frame.index)
+    assert done == [f.index for f in frames]
+    # Frame i is taken while the caller works on frame i - 1, not sooner.
+    assert all(finished >= i - 1 for i, finished in enumerate(done_when_pulled)), \
+        done_when_pulled
 
 
 def test_stream_raises_a_sources_error_after_the_frames_before_it(

@@ -72,47 +72,42 @@ class FaceTracker:
         or just lost; with a smoother, each with its state."""
         return self.smooth(self.fit(self.track(frame), *frame.size), frame.time)
 
-    def stream(self, frames: Iterable[Frame]) -> Iterator[Processed]:
+    def stream(self, frames: Iterable[Frame], ahead: int = 1) -> Iterator[Processed]:
         """`process` over FRAMES, in order, with the same results, in less time a frame.
 
         MediaPipe, the shading and the track ids of the next frame run on a thread of their own
         while this frame is fitted and smoothed here, and the caller records and draws it:
         MediaPipe waits on its graph and numpy, OpenCV and ONNX Runtime on their arrays with
         Python's lock released, so the two halves share the two cores (`benchmarks/pipeline.py`).
-        At most one frame waits between the halves, so a live source still drops what the
-        tracker cannot keep up with. An error in the first half is raised here after the frames
-        before it; leaving the loop early stops the thread."""
-        handoff: queue.Queue[tuple[Frame, list[TrackedFace], float] | BaseException | None] = \
-            queue.Queue(maxsize=1)
+        That thread takes a frame from FRAMES only while fewer than AHEAD frames it took wait
+        for the caller. With 1, the frame it takes is the newest a live source has, as fresh as
+        on one thread; with 2 the two threads wait less on each other's uneven frames, and a
+        file goes through faster. An error there is raised here after the frames before it;
+        leaving the loop early stops the thread."""
+        handoff: queue.SimpleQueue[tuple[Frame, list[TrackedFace], float] | BaseException
+                                   | None] = queue.SimpleQueue()
+        room = threading.Semaphore(ahead)  # released as the caller takes a frame
         stop = threading.Event()
 
-        def hand(item: tuple[Frame, list[TrackedFace], float] | BaseException | None) -> bool:
-            """Put ITEM in the handoff unless the consumer has stopped; False when stopped."""
-            while not stop.is_set():
-                try:
-                    handoff.put(item, timeout=0.05)
-                    return True
-                except queue.Full:
-                    pass
-            return False
-
         def find() -> None:
+            pending = iter(frames)
             try:
-                for frame in frames:
-                    if stop.is_set():
-                        return
+                while _acquire(room, stop):
+                    frame = next(pending, None)
+                    if frame is None or stop.is_set():
+                        break
                     started = time.perf_counter()
-                    if not hand((frame, self.track(frame), started)):
-                        return
-            except BaseException as error:  # raised again in the consumer, in order
-                hand(error)
+                    handoff.put((frame, self.track(frame), started))
+            except BaseException as error:  # raised again in the caller, in order
+                handoff.put(error)
                 return
-            hand(None)
+            handoff.put(None)
 
         finder = threading.Thread(target=find, name="facetrack-landmarks", daemon=True)
         finder.start()
         try:
             while (item := handoff.get()) is not None:
+                room.release()
                 if isinstance(item, BaseException):
                     raise item
                 frame, tracked, started = item
@@ -195,6 +190,14 @@ class FaceTracker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _acquire(semaphore: threading.Semaphore, stop: threading.Event) -> bool:
+    """Wait for SEMAPHORE unless STOP is set first; whether it was acquired."""
+    while not stop.is_set():
+        if semaphore.acquire(timeout=0.05):
+            return True
+    return False
 
 
 class Processed(NamedTuple):

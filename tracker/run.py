@@ -30,6 +30,8 @@ from tracker.render import Renderer
 from tracker.smoothing import Smoother
 from tracker.tracks import TRACKING, TrackedFace
 
+FILE_AHEAD = 2  # frames MediaPipe may work ahead on a file (`FaceTracker.stream`)
+
 
 class RunStats:
     """Frame rate and latency for the status line and the closing summary."""
@@ -90,8 +92,10 @@ def run(args: argparse.Namespace) -> int:
                                                   refiner=(Refiner.load(face_model, args.refine)
                                                            if args.refine else None),
                                                   smoother=smoother, profile=profile))
-        # closed before the tracker: its landmark thread stops before MediaPipe's graph does
-        processed = stack.enter_context(contextlib.closing(tracker.stream(source)))
+        # Closed before the tracker: its landmark thread stops before MediaPipe's graph does. A
+        # file runs two frames ahead, for speed; a camera one, for the newest frame.
+        processed = stack.enter_context(contextlib.closing(tracker.stream(
+            source, ahead=FILE_AHEAD if not (source.live or args.realtime) else 1)))
         progress = stack.enter_context(tqdm(
             total=source.length, unit="frame", disable=args.quiet, file=sys.stderr,
             dynamic_ncols=True, desc=_short(args.source)))
