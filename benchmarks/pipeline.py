@@ -33,12 +33,11 @@ from streams.video_writer import VideoWriter
 from tracker.face_model import FaceModel
 from tracker.native_log import filter_native_stderr
 from tracker.overlay import Overlay
-from tracker.pipeline import FaceTracker, Processed
+from tracker.pipeline import FILE_AHEAD, FaceTracker, Processed
 from tracker.records import frame_record
 from tracker.refine import Refiner
 from tracker.regressor import Regressor
 from tracker.render import Renderer
-from tracker.run import FILE_AHEAD
 from tracker.shading import with_shading
 from tracker.smoothing import Smoother
 

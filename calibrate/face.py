@@ -9,6 +9,7 @@ resting face (which the average face's neutral need not match).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,7 +23,7 @@ from streams.errors import FacetrackError
 from streams.frame import Frame
 from tracker.expressions import ICT_EXPRESSION_NAMES
 from tracker.model_store import IDENTITY_COUNT
-from tracker.pipeline import FaceTracker
+from tracker.pipeline import FILE_AHEAD, FaceTracker
 from tracker.pose import angles
 from tracker.scoring import rotation_error_deg
 from tracker.tracks import TRACKING, TrackedFace
@@ -84,24 +85,25 @@ class Script:
 def collect(frames: Iterable[Frame], tracker: FaceTracker, script: Script | None,
             on_frame: FrameHook | None = None) -> Samples:
     """Track every frame and keep the first tracked face's fit; a SCRIPT (live sources) ends the
-    collection when it is over, Ctrl-C or ON_FRAME returning False earlier."""
+    collection when it is over, Ctrl-C or ON_FRAME returning False earlier. Tracked as
+    `facetrack run` tracks (`FaceTracker.stream`: a file two frames ahead, a live source one)."""
     rows: list[tuple] = []
     read = 0
     start: float | None = None
     try:
-        for frame in frames:
-            read += 1
-            start = frame.time if start is None else start
-            prompt = script.prompt(frame.time - start) if script else ""
-            if prompt is None:
-                break
-            faces = tracker.process(frame)
-            fit = next((f.fit for f in faces if f.status == TRACKING and f.fit), None)
-            if fit is not None:
-                rows.append((frame.index, frame.time, fit.identity, fit.expression,
-                             fit.rotation))
-            if on_frame and not on_frame(frame, faces, prompt):
-                break
+        with contextlib.closing(tracker.stream(frames, 1 if script else FILE_AHEAD)) as stream:
+            for frame, faces, _ in stream:
+                read += 1
+                start = frame.time if start is None else start
+                prompt = script.prompt(frame.time - start) if script else ""
+                if prompt is None:
+                    break
+                fit = next((f.fit for f in faces if f.status == TRACKING and f.fit), None)
+                if fit is not None:
+                    rows.append((frame.index, frame.time, fit.identity, fit.expression,
+                                 fit.rotation))
+                if on_frame and not on_frame(frame, faces, prompt):
+                    break
     except KeyboardInterrupt:
         pass
     if not rows:

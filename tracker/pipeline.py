@@ -27,6 +27,8 @@ from tracker.shading import with_shading
 from tracker.smoothing import IdentityEstimate, Smoother
 from tracker.tracks import LOST, TRACKING, TrackedFace, TrackIds
 
+FILE_AHEAD = 2  # frames `FaceTracker.stream` may work ahead on a file (a camera: 1)
+
 
 class FaceTracker:
     """Tracks up to ``max_faces`` faces through consecutive frames of one source."""

@@ -22,15 +22,13 @@ from streams.video_writer import VideoWriter
 from streams.window import Window, display_available
 from tracker.face_model import FaceModel
 from tracker.overlay import Overlay
-from tracker.pipeline import FaceTracker
+from tracker.pipeline import FILE_AHEAD, FaceTracker
 from tracker.records import frame_record, header
 from tracker.refine import Refiner
 from tracker.regressor import Regressor
 from tracker.render import Renderer
 from tracker.smoothing import Smoother
 from tracker.tracks import TRACKING, TrackedFace
-
-FILE_AHEAD = 2  # frames MediaPipe may work ahead on a file (`FaceTracker.stream`)
 
 
 class RunStats:
