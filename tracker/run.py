@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         # Closed before the tracker: its landmark thread stops before MediaPipe's graph does. A
         # file runs two frames ahead, for speed; a camera one, for the newest frame.
         processed = stack.enter_context(contextlib.closing(tracker.stream(
-            source, ahead=FILE_AHEAD if not (source.live or args.realtime) else 1)))
+            source, ahead=1 if source.live or args.realtime else FILE_AHEAD)))
         progress = stack.enter_context(tqdm(
             total=source.length, unit="frame", disable=args.quiet, file=sys.stderr,
             dynamic_ncols=True, desc=_short(args.source)))
