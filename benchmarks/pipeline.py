@@ -33,7 +33,7 @@ from streams.video_writer import VideoWriter
 from tracker.face_model import FaceModel
 from tracker.native_log import filter_native_stderr
 from tracker.overlay import Overlay
-from tracker.pipeline import FILE_AHEAD, FaceTracker, Processed
+from tracker.pipeline import FaceTracker, Processed, frames_ahead
 from tracker.records import frame_record
 from tracker.refine import Refiner
 from tracker.regressor import Regressor
@@ -141,11 +141,11 @@ def run_loop(clip: Path, frames: int, out_dir: Path, times: dict[str, list[float
     ``output`` also encoding H.264 (on a thread of its own): the time between one frame's end
     and the next's, and each frame's latency, from when the tracker took it to its record and
     drawing. ``paced`` feeds the clip at its frame rate (``--realtime``), as a camera would."""
-    default = 1 if paced else FILE_AHEAD  # what facetrack run does
+    default = frames_ahead(paced)  # what facetrack run does
     ahead = ahead or default
     prefix = ("facetrack run" + (" + H.264 output" if output else "")
               + (", paced" if paced else "") + ("" if threads else ", one thread")
-              + ("" if ahead == default or not threads else f", {ahead} ahead"))
+              + ("" if ahead == default else f", {ahead} ahead"))
     with contextlib.ExitStack() as stack:
         source = stack.enter_context(open_source(str(clip), realtime=paced))
         tracker = stack.enter_context(_tracker(Regressor(engine="onnxruntime")))

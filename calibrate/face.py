@@ -23,7 +23,7 @@ from streams.errors import FacetrackError
 from streams.frame import Frame
 from tracker.expressions import ICT_EXPRESSION_NAMES
 from tracker.model_store import IDENTITY_COUNT
-from tracker.pipeline import FILE_AHEAD, FaceTracker
+from tracker.pipeline import FaceTracker, frames_ahead
 from tracker.pose import angles
 from tracker.scoring import rotation_error_deg
 from tracker.tracks import TRACKING, TrackedFace
@@ -86,12 +86,12 @@ def collect(frames: Iterable[Frame], tracker: FaceTracker, script: Script | None
             on_frame: FrameHook | None = None) -> Samples:
     """Track every frame and keep the first tracked face's fit; a SCRIPT (live sources) ends the
     collection when it is over, Ctrl-C or ON_FRAME returning False earlier. Tracked as
-    `facetrack run` tracks (`FaceTracker.stream`: a file two frames ahead, a live source one)."""
+    `facetrack run` tracks (`FaceTracker.stream`)."""
     rows: list[tuple] = []
     read = 0
     start: float | None = None
     try:
-        with contextlib.closing(tracker.stream(frames, 1 if script else FILE_AHEAD)) as stream:
+        with contextlib.closing(tracker.stream(frames, frames_ahead(script is not None))) as stream:
             for frame, faces, _ in stream:
                 read += 1
                 start = frame.time if start is None else start

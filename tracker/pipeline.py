@@ -27,7 +27,13 @@ from tracker.shading import with_shading
 from tracker.smoothing import IdentityEstimate, Smoother
 from tracker.tracks import LOST, TRACKING, TrackedFace, TrackIds
 
-FILE_AHEAD = 2  # frames `FaceTracker.stream` may work ahead on a file (a camera: 1)
+
+def frames_ahead(paced: bool) -> int:
+    """How many frames `FaceTracker.stream` may take ahead of its caller: one for a source
+    that hands frames at its own pace (a camera, a stream, ``--realtime``), so the frame taken
+    is the newest; two for a file read as fast as it goes, so the threads wait less on each
+    other."""
+    return 1 if paced else 2
 
 
 class FaceTracker:

@@ -22,7 +22,7 @@ from streams.video_writer import VideoWriter
 from streams.window import Window, display_available
 from tracker.face_model import FaceModel
 from tracker.overlay import Overlay
-from tracker.pipeline import FILE_AHEAD, FaceTracker
+from tracker.pipeline import FaceTracker, frames_ahead
 from tracker.records import frame_record, header
 from tracker.refine import Refiner
 from tracker.regressor import Regressor
@@ -90,10 +90,9 @@ def run(args: argparse.Namespace) -> int:
                                                   refiner=(Refiner.load(face_model, args.refine)
                                                            if args.refine else None),
                                                   smoother=smoother, profile=profile))
-        # Closed before the tracker: its landmark thread stops before MediaPipe's graph does. A
-        # file runs two frames ahead, for speed; a camera one, for the newest frame.
+        # Closed before the tracker: its landmark thread stops before MediaPipe's graph does.
         processed = stack.enter_context(contextlib.closing(tracker.stream(
-            source, ahead=1 if source.live or args.realtime else FILE_AHEAD)))
+            source, frames_ahead(source.live or args.realtime))))
         progress = stack.enter_context(tqdm(
             total=source.length, unit="frame", disable=args.quiet, file=sys.stderr,
             dynamic_ncols=True, desc=_short(args.source)))

@@ -74,7 +74,7 @@ class SmoothingConfig:
     # face averages over many frames; expression's adaptive rule starts at 1 sigma and is steep
     # (gain 5), much as the One Euro filter's cutoff rises with speed. With regressor
     # 2026.12.06-feb20f8b and one refinement step: still-face jitter 0.0037 mm/frame (the same
-    # chains without velocity decay: 0.0079; One Euro within a frame of lag: 0.0041), eyeBlink
+    # chains without velocity decay: 0.0078; One Euro within a frame of lag: 0.0042), eyeBlink
     # r as raw (0.97).
     expression: ChainNoise = ChainNoise(
         measurement_std=_EXPRESSION_STD, acceleration_std=0.1,
