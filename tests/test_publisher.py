@@ -246,8 +246,9 @@ def test_replay_keeps_the_recorded_timing(tmp_path: Path) -> None:
         replay = subprocess.Popen([FACETRACK, "replay", str(path), "--publish", endpoint,
                                    "--speed", "2", "--wait-subscribers", "1"],
                                   stderr=subprocess.PIPE)
-        arrivals = []
-        while (message := subscriber.receive(2)) is not None:
+        arrivals, wait = [], 30.0  # the first message waits out the command's start-up
+        while (message := subscriber.receive(wait)) is not None:
+            wait = 2.0
             if isinstance(message, FaceMessage):
                 arrivals.append((message.frame, time.monotonic()))
         assert replay.wait(10) == 0
