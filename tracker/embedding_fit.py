@@ -22,13 +22,12 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-from mediapipe.python.solutions import face_mesh
 from tqdm import tqdm
 
 from tracker import render
 from tracker.embedding import DEFAULT_PATH, LandmarkEmbedding
 from tracker.face_model import FaceModel, posed
-from tracker.landmarks import FaceMesh
+from tracker.landmarks import CONTOUR, FaceMesh
 from tracker.render import Appearance, SyntheticFace, random_background
 from tracker.sampling import (
     PoseRange,
@@ -45,7 +44,6 @@ CANDIDATE_RANGES = ((0, 9408), (21451, 24590))
 VISIBLE_CM = 0.3  # a vertex this close behind the z-buffer's surface still counts as seen
 NEUTRAL_SHARE = 0.25  # renders with a neutral expression
 POSES = PoseRange(yaw=55.0)
-CONTOUR = np.array(sorted({i for edge in face_mesh.FACEMESH_FACE_OVAL for i in edge}))
 ALL = np.arange(478)
 YAW_BANDS = ((0, 15), (15, 30), (30, 45), (45, 60))  # |yaw| degrees, for reporting
 IRIS_CENTRES = (468, 473)

@@ -14,6 +14,8 @@ from mediapipe.python.solution_base import SolutionBase
 from mediapipe.python.solutions import face_mesh
 
 LANDMARK_COUNT = 478  # 468 mesh points + 10 iris points (refine_landmarks=True)
+# The face oval: the jaw line and forehead edge, a silhouette that MediaPipe places least surely.
+CONTOUR = np.array(sorted({i for edge in face_mesh.FACEMESH_FACE_OVAL for i in edge}))
 
 
 @dataclass(frozen=True)

@@ -13,17 +13,16 @@ from dataclasses import replace
 
 import cv2
 import numpy as np
-from mediapipe.python.solutions import face_mesh
 
 from calibrate.intrinsics import Intrinsics
 from tracker.embedding import LandmarkEmbedding
 from tracker.expressions import ICT_EXPRESSION_NAMES
 from tracker.face_model import FaceModel
+from tracker.landmarks import CONTOUR
 from tracker.pose import yaw
 from tracker.regressor import FaceFit
 
-CONTOUR = np.array(sorted({i for edge in face_mesh.FACEMESH_FACE_OVAL for i in edge}))
-CONTOUR_WEIGHT = 0.3  # the jaw line is a silhouette: MediaPipe places it least surely
+CONTOUR_WEIGHT = 0.3  # the face oval (CONTOUR), which MediaPipe places least surely
 # Pixels of landmark error that moving a shape by 1 must beat: how far the refinement may take
 # a shape from the regressor's reading. Strong by default (brows, eye looks, nose): there the
 # landmarks confuse shape with identity and pose, and the regressor reads better; strongest for
