@@ -59,7 +59,7 @@ examples:
 
 
 def add_calibrate_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("calibrate", help="calibrate a camera with a printed board",
+    p = sub.add_parser("calibrate",
                        description="Measure a camera's intrinsics and lens distortion.")
     actions = p.add_subparsers(dest="calibrate_command", required=True, metavar="ACTION")
 

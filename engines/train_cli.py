@@ -15,7 +15,7 @@ DEFAULT_CONFIG = Path(__file__).with_name("configs") / "regressor.json"
 
 def add_train_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "train", help="train the landmark-to-coefficients regressor and export it as ONNX",
+        "train",
         description="Train the regressor from a config (default: the one that made the "
                     "built-in model) and write FILE.onnx with its manifest FILE.json. The "
                     "rendered training faces are cached between runs. --quick trains a tiny "

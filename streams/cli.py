@@ -15,7 +15,6 @@ from typing import TextIO
 import zmq.auth
 
 from streams.errors import FacetrackError, SinkError
-from streams.exports import add_export_command
 from streams.publisher import (
     CLIENT_SECRET,
     CLIENTS_DIR,
@@ -32,8 +31,8 @@ CSV_COLUMNS = ("frame", "time", "stream", "track", "status", "yaw", "pitch", "ro
                "x_cm", "y_cm", "z_cm", *ICT_EXPRESSION_NAMES)
 
 
-def add_stream_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("listen", help="print or save the faces a publisher sends",
+def add_listen_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("listen",
                        description="Subscribe to a facetrack publisher and print one line per "
                                    "face message (or write CSV). Ctrl-C ends.")
     p.add_argument("endpoint", nargs="?", default=DEFAULT_ENDPOINT,
@@ -44,7 +43,9 @@ def add_stream_commands(sub: argparse._SubParsersAction) -> None:
                    help="keys from 'facetrack keys' (server.key, client.key_secret)")
     p.set_defaults(func=_listen)
 
-    p = sub.add_parser("replay", help="publish a recording at its original timing",
+
+def add_replay_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("replay",
                        description="Send a recording's frames to the sinks (as 'facetrack run' "
                                    "would have) at the pace of their time stamps.")
     p.add_argument("recording", metavar="FILE.jsonl", help="a recording from 'facetrack run'")
@@ -53,14 +54,14 @@ def add_stream_commands(sub: argparse._SubParsersAction) -> None:
     add_sink_arguments(p)
     p.set_defaults(func=_replay, record=None)
 
-    p = sub.add_parser("keys", help="make CURVE keys for an encrypted stream",
+
+def add_keys_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("keys",
                        description="Write a server and a client key pair into DIR; the "
                                    "client's public key goes into DIR/clients, the folder of "
                                    "keys the publisher admits.")
     p.add_argument("dir", metavar="DIR", help="folder for the keys (made if missing)")
     p.set_defaults(func=_keys)
-
-    add_export_command(sub)
 
 
 def _listen(args: argparse.Namespace) -> int:

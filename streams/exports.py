@@ -45,7 +45,7 @@ _LLF_FROM_ARKIT = np.array([[name.lower() for name in ARKIT_NAMES].index(column.
 
 
 def add_export_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="write a recording as Live Link Face CSV or glTF",
+    p = sub.add_parser("export",
                        description="Export one track of a recording: a CSV in Live Link Face's "
                                    "layout and/or a glTF binary (.glb) of the ICT head animated "
                                    "by it (docs/exports.md).")

@@ -3,11 +3,12 @@
 ``open_source(spec)`` picks the kind from the spec and every kind yields ``Frame`` objects the
 same way: read in a background thread (``Prefetch``), so decoding overlaps tracking. Files hand
 over every frame; live sources (cameras, network streams) hand over the newest one and count the
-frames they had to drop.
+frames they had to drop. ``facetrack sources`` lists the cameras that open.
 """
 
 from __future__ import annotations
 
+import argparse
 import glob
 import re
 import time
@@ -23,6 +24,7 @@ import numpy as np
 from streams.errors import SourceError
 from streams.frame import Frame
 from streams.prefetch import Prefetch
+from tracker.arguments import positive
 
 URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 GLOB = re.compile(r"[*?[]")
@@ -346,3 +348,21 @@ def _quiet_opencv() -> Iterator[None]:
         yield
     finally:
         cv2.setLogLevel(level)
+
+
+def add_sources_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sources",
+                       description="Probe camera devices and list those that deliver frames.")
+    p.add_argument("--max-index", type=positive(int), default=10,
+                   help="probe camera indices 0..N-1 (default 10)")
+    p.set_defaults(func=_sources)
+
+
+def _sources(args: argparse.Namespace) -> int:
+    cameras = list_cameras(args.max_index)
+    if not cameras:
+        print("no camera found")
+        return 1
+    for cam in cameras:
+        print(cam)
+    return 0

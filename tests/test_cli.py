@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import av
 import pytest
 
 from streams.recording import read_records
+from tracker.cli import COMMANDS, main
 
 from cli_helpers import FACETRACK, assert_one_line_error, facetrack
 
@@ -120,6 +122,36 @@ def test_help_has_examples() -> None:
     result = facetrack("run", "--help")
     assert result.returncode == 0
     assert "examples:" in result.stdout and "--max-faces" in result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_command_comes_from_its_module(command: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    usage, description = capsys.readouterr().out.split("\n\n")[:2]
+    assert exit_.value.code == 0 and usage.startswith(f"usage: facetrack {command} ")
+    assert not description.startswith("options:")  # its own parser, not a help-line stand-in
+
+
+# What loading these costs is the wait after typing `facetrack --help`: above a second here.
+HEAVY = ("mediapipe", "cv2", "onnxruntime", "torch", "av", "matplotlib")
+
+
+@pytest.mark.parametrize("command", [None, "listen", "replay", "keys", "export", "model"])
+def test_a_command_loads_only_what_it_needs(command: str | None) -> None:
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys; from tracker.cli import build_parser; "
+         f"build_parser({command!r}); print(' '.join(sorted(sys.modules)))"],
+        capture_output=True, text=True, check=True).stdout.split()
+    assert not [name for name in HEAVY if name in loaded]
+
+
+def test_top_level_help_lists_every_command() -> None:
+    result = facetrack("--help")
+    assert result.returncode == 0
+    for name, entry in COMMANDS.items():
+        assert f"{name} " in result.stdout or f"{name}\n" in result.stdout
+        assert entry.help.split()[0] in result.stdout
 
 
 def test_sources_lists_the_cameras_that_open() -> None:

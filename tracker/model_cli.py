@@ -18,7 +18,7 @@ examples:
 
 
 def add_model_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("model", help="install or inspect the ICT face model",
+    p = sub.add_parser("model",
                        description="Install the ICT-FaceKit face model, or describe the "
                                    "installed one.")
     actions = p.add_subparsers(dest="model_command", required=True, metavar="ACTION")

@@ -16,19 +16,90 @@ from calibrate.intrinsics import Intrinsics, load_camera
 from calibrate.profile import FaceProfile
 from streams.errors import FacetrackError
 from streams.frame import Frame
-from streams.sinks import Sinks, open_sinks
+from streams.sinks import Sinks, add_sink_arguments, open_sinks
 from streams.sources import Source, open_source
 from streams.video_writer import VideoWriter
 from streams.window import Window, display_available
+from tracker.arguments import in_range, positive
 from tracker.face_model import FaceModel
 from tracker.overlay import Overlay
 from tracker.pipeline import FaceTracker, frames_ahead
 from tracker.records import frame_record, header
-from tracker.refine import Refiner
-from tracker.regressor import Regressor
+from tracker.refine import DEFAULT_STEPS, Refiner
+from tracker.regressor import DEFAULT_MODEL, Regressor
 from tracker.render import Renderer
 from tracker.smoothing import Smoother
 from tracker.tracks import TRACKING, TrackedFace
+
+RUN_EXAMPLES = """\
+examples:
+  facetrack run --source video.mp4 --record faces.jsonl
+  facetrack run --source video.mp4 --output annotated.mp4 --max-faces 2
+  facetrack run --source 0 --show                       # first camera, live window
+  facetrack run --source /dev/video2 --record live.jsonl --record-landmarks
+  facetrack run --source 'photos/*.jpg' --record photos.jsonl
+  facetrack run --source rtsp://127.0.0.1:8554/cam --show
+  facetrack run --source clip.mp4 --realtime --show     # paced at the clip's own frame rate
+  facetrack run --source 0 --publish                    # faces on tcp://127.0.0.1:5570
+"""
+
+
+def add_run_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        description="Track faces frame by frame and record, display or encode the result.",
+        epilog=RUN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--source", required=True,
+                   help="video file, image, folder or glob of images, camera index or device "
+                        "(0, /dev/video2), or URL (rtsp://, http(s)://, udp://, tcp://)")
+    p.add_argument("--record", metavar="FILE.jsonl", help="write one JSON line per frame")
+    p.add_argument("--record-landmarks", action="store_true",
+                   help="include the 478 landmarks of each face in the record")
+    p.add_argument("--output", metavar="FILE.mp4", help="write an annotated H.264 video")
+    p.add_argument("--show", action="store_true", help="open a window with the annotated frames")
+    p.add_argument("--max-faces", type=positive(int), default=1, metavar="N",
+                   help="track up to N faces (default 1)")
+    p.add_argument("--realtime", action="store_true",
+                   help="pace a file at its own frame rate instead of as fast as possible")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or status line")
+    p.add_argument("--focal", type=positive(float), metavar="PIXELS",
+                   help="the camera's focal length in pixels, when known but not calibrated")
+    p.add_argument("--engine", default="auto",
+                   choices=("auto", "onnxruntime", "tensorrt", "cuda", "ort-tensorrt"),
+                   help="where the regressor runs (default auto: TensorRT or CUDA when they "
+                        "work here, else ONNX Runtime on one CPU thread)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"),
+                   help="TensorRT's precision (int8 calibrates on synthetic faces the first "
+                        "time; the engine is cached); the other engines run fp32")
+    p.add_argument("--regressor", default=str(DEFAULT_MODEL), metavar="FILE.onnx",
+                   help="regressor model, with its manifest beside it (default: the built-in)")
+    p.add_argument("--refine", type=in_range(int, 0, 10), default=DEFAULT_STEPS, metavar="STEPS",
+                   help=f"Levenberg-Marquardt steps on pose and expression against the "
+                        f"landmarks after the regressor (default {DEFAULT_STEPS}, about 0.9 ms a "
+                        "face each; 0: the regressor alone, which needs no face model)")
+    p.add_argument("--mesh", action="store_true",
+                   help="draw each fitted face's shaded mesh in --output and --show "
+                        "(needs the face model)")
+    p.add_argument("--model", metavar="PATH",
+                   help="face model file for --refine and --mesh (default: $FACETRACK_MODEL, "
+                        "else the installed one)")
+    p.add_argument("--camera", metavar="FILE.json",
+                   help="calibrated intrinsics and lens distortion from 'facetrack calibrate "
+                        "camera' (default: assume a 60° horizontal field of view, no distortion)")
+    p.add_argument("--profile", metavar="FILE.json",
+                   help="a face profile from 'facetrack calibrate face': hold the identity to "
+                        "it and read expressions from its resting face to its ranges")
+    p.add_argument("--no-smooth", action="store_true",
+                   help="publish the regressor's raw per-frame output instead of the smoothed "
+                        "face states (no velocities or variances)")
+    # beyond a second, a constant-velocity guess means nothing
+    p.add_argument("--predict-ms", type=in_range(float, 0, 1000), default=0.0, metavar="MS",
+                   help="publish the smoothed state predicted MS milliseconds past each frame's "
+                        "capture time, to hide latency (default 0)")
+    add_sink_arguments(p)
+    p.set_defaults(func=run)
 
 
 class RunStats:

@@ -296,7 +296,7 @@ def _rounded(values: np.ndarray) -> list:
 
 def add_synth_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "synth", help="render synthetic clips of random faces with ground truth",
+        "synth",
         description="Render scripted clips of random ICT faces: NAME.mp4 (H.264, "
                     f"{WIDTH}x{HEIGHT}, {FPS:.0f} fps) and NAME.json (identity, per-frame "
                     "expression, head pose and camera) for each clip. Clips: "
