@@ -74,6 +74,22 @@ def test_still_face_is_stiller_smoothed(clips: Path) -> None:
     np.testing.assert_allclose([f["identity"] for f in smoothed], raw_identity, atol=1e-3)
 
 
+def test_a_real_still_face_is_steadied(footage_dir: Path, tmp_path: Path) -> None:
+    """On real, compressed video the regressor's rotation wanders more from frame to frame than
+    on renders: the rotation chains' adaptive gate (5 sigma) must not take that for motion."""
+    spreads = []
+    for options in ([], ["--no-smooth"]):
+        out = tmp_path / f"single{''.join(options)}.jsonl"
+        facetrack_ok("run", "--source", str(footage_dir / "single_face.mp4"), "--record",
+                     str(out), "--quiet", *options)
+        # frames 36-65: the second where MediaPipe's face box moves least (benchmarks/smoothing.py)
+        faces = first_faces(read_records(out)[1])[36:66]
+        rotations = Rotation.from_matrix([f["rotation"] for f in faces])
+        spreads.append(np.sqrt(np.mean((rotations * rotations.mean().inv()).magnitude() ** 2)))
+    smoothed, raw = spreads
+    assert smoothed < 0.5 * raw, (smoothed, raw)
+
+
 def blanked(source: Path, target: Path, gap: tuple[int, int]) -> Path:
     """SOURCE re-encoded with the frames in GAP black: the face leaves, then comes back."""
     with av.open(str(source)) as src, av.open(str(target), "w") as dst:
