@@ -8,8 +8,10 @@ import csv
 import json
 import os
 import shutil
+import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,7 @@ import pytest
 import trimesh
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_bundle import OscBundle
-from pythonosc.osc_server import ThreadingOSCUDPServer
+from pythonosc.osc_server import BlockingOSCUDPServer
 from scipy.spatial.transform import Rotation
 
 from streams.exports import LLF_COLUMNS, timecode
@@ -65,10 +67,15 @@ class BundleRecorder(Dispatcher):
 
 
 def test_replay_to_a_vmc_receiver(recording: Path) -> None:
+    _, records = read_records(recording)
     dispatcher = BundleRecorder()
     applied: list[str] = []
     dispatcher.map("/VMC/Ext/Blend/Apply", applied.append)
-    server = ThreadingOSCUDPServer(("127.0.0.1", 0), dispatcher)
+    # One thread takes the datagrams in the order they came (a thread each, as the threading
+    # server has it, can append them out of order on a busy machine), with room in the kernel
+    # for all of the replay's (72 bundles of about 2.5 kB): UDP drops what does not fit.
+    server = BlockingOSCUDPServer(("127.0.0.1", 0), dispatcher)
+    server.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -77,10 +84,12 @@ def test_replay_to_a_vmc_receiver(recording: Path) -> None:
                                  "--vmc", f"127.0.0.1:{port}"],
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
+        deadline = time.monotonic() + 10  # the server may still be reading what was sent
+        while len(dispatcher.bundles) < len(records) and time.monotonic() < deadline:
+            time.sleep(0.01)
     finally:
         server.shutdown()
         server.server_close()
-    header, records = read_records(recording)
     tracked = [record for record in records if tracked_face(record) is not None]
     assert len(dispatcher.bundles) == len(records) and len(applied) == len(tracked) > 0
     for bundle, record in zip(dispatcher.bundles, records, strict=True):
