@@ -78,7 +78,12 @@ class FaceTracker:
     def process(self, frame: Frame) -> list[TrackedFace]:
         """Faces in ``frame``: those seen (``tracking``, with their fits), then those coasting
         or just lost; with a smoother, each with its state."""
-        return self.smooth(self.fit(self.track(frame), *frame.size), frame.time)
+        return self.finish(frame, self.track(frame))
+
+    def finish(self, frame: Frame, tracked: list[TrackedFace]) -> list[TrackedFace]:
+        """The faces `track` found in FRAME, fitted and smoothed: the half of `process` that
+        `stream` runs in the caller's thread."""
+        return self.smooth(self.fit(tracked, *frame.size), frame.time)
 
     def stream(self, frames: Iterable[Frame], ahead: int = 1) -> Iterator[Processed]:
         """`process` over FRAMES, in order, with the same results, in less time a frame.
@@ -119,8 +124,7 @@ class FaceTracker:
                 if isinstance(item, BaseException):
                     raise item
                 frame, tracked, started = item
-                yield Processed(frame, self.smooth(self.fit(tracked, *frame.size), frame.time),
-                                started)
+                yield Processed(frame, self.finish(frame, tracked), started)
         finally:
             stop.set()
             # The finder is done within a frame's MediaPipe call, unless it waits on a stalled
