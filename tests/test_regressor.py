@@ -106,6 +106,25 @@ def test_quick_training_lowers_the_loss_and_writes_a_manifest(quick_model: Path)
     assert list(manifest.data["outputs"]) == list(OUTPUTS)
 
 
+def test_the_exported_two_readings_are_the_trained_network_s() -> None:
+    """The export reads each face with its shading and without in one pass, its stem split by
+    channel (`TwoReadings`); training reads (positions, shading) triples one at a time."""
+    torch = pytest.importorskip("torch")
+    from engines.network import RegressorNet, TwoReadings
+
+    torch.manual_seed(0)
+    net = RegressorNet(width=64, depth=1).eval()
+    positions, shading = torch.randn(4, 478, 2), torch.randn(4, 478, 1)
+    with torch.no_grad():
+        both = TwoReadings(net)(positions, shading[..., 0])
+        shaded = net(torch.cat([positions, shading], dim=2))
+        plain = net(torch.cat([positions, torch.zeros_like(shading)], dim=2))
+    for pair, with_shading, without in zip(both, shaded, plain, strict=True):
+        assert torch.allclose(pair[0], with_shading, atol=1e-5)
+        assert torch.allclose(pair[1], without, atol=1e-5)
+    assert not torch.allclose(both[3][0], both[3][1], atol=1e-3)  # the shading is read
+
+
 def test_export_matches_torch_on_every_engine_that_runs_here(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     onnx = pytest.importorskip("onnx")
@@ -147,7 +166,8 @@ def test_export_matches_torch_on_every_engine_that_runs_here(tmp_path: Path) -> 
     # TensorRT tells the network's layers from the geometry's by name (kept in fp32)
     network = [node for node in onnx.load(str(out)).graph.node
                if node.name.startswith(NETWORK_PREFIXES)]
-    assert sum(node.op_type == "Gemm" for node in network) == 4  # stem, block (2), head
+    # stem (positions, shading), block (2), head
+    assert sum(node.op_type in ("Gemm", "MatMul") for node in network) == 5
     assert not any(INPUT in node.input or {"rotation", "translation"} & set(node.output)
                    for node in network)
 
