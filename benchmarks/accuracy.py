@@ -38,7 +38,7 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("rotation_deg", "rotation °", 2), ("translation_pct", "translation %", 2),
     ("motion_mm", "extra motion mm/frame", 2), ("lag_yaw", "yaw lag", 0),
     ("lag_jawOpen", "jawOpen lag", 0),
-    *((f"r_{channel}", f"r {channel}", 2) for channel in CHANNELS),
+    *((f"{key}_{channel}", f"{key} {channel}", 2) for key in ("r", "gain") for channel in CHANNELS),
 )
 
 

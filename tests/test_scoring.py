@@ -22,6 +22,7 @@ from tracker.scoring import (
     CHANNELS,
     Predictions,
     correlation,
+    gain,
     lag_frames,
     overall,
     posed_error_mm,
@@ -81,8 +82,10 @@ def test_truth_scores_as_perfect(truths: dict[str, Truth], model: FaceModel) -> 
     assert by_clip["head_turns"]["lag_yaw"] == 0 and by_clip["talking"]["lag_jawOpen"] == 0
     for channel in CHANNELS:  # each moved by one of the clips, constant in "still"
         assert math.isnan(by_clip["still"][f"r_{channel}"])
-        defined = [s[f"r_{channel}"] for s in by_clip.values() if not math.isnan(s[f"r_{channel}"])]
-        assert defined and np.allclose(defined, 1), channel
+        for key in ("r", "gain"):
+            defined = [s[f"{key}_{channel}"] for s in by_clip.values()
+                       if not math.isnan(s[f"{key}_{channel}"])]
+            assert defined and np.allclose(defined, 1), (key, channel)
 
 
 def test_known_perturbations(truths: dict[str, Truth], model: FaceModel) -> None:
@@ -101,6 +104,11 @@ def test_known_perturbations(truths: dict[str, Truth], model: FaceModel) -> None
     delayed = score_clip(truth, replace(exact, expressions=late), model)["summary"]
     assert delayed["lag_jawOpen"] == 3 and delayed["r_jawOpen"] < 0.99
     assert delayed["motion_mm"] > 0.05
+    # read at 60% of their size: followed as closely, but the gain says how much smaller
+    smaller = score_clip(truth, replace(exact, expressions=0.6 * truth.expressions),
+                         model)["summary"]
+    assert smaller["r_jawOpen"] == pytest.approx(1)
+    assert smaller["gain_jawOpen"] == pytest.approx(0.6)
 
 
 def test_metric_functions() -> None:
@@ -118,6 +126,8 @@ def test_metric_functions() -> None:
     assert math.isnan(correlation(np.zeros(60), signal))  # nothing to follow
     assert correlation(signal, np.zeros(60)) == 0  # follows nothing
     assert correlation(signal, np.where(signal > 0, np.nan, signal)) == pytest.approx(1)
+    assert gain(signal, 0.5 * signal + 0.2) == pytest.approx(0.5)
+    assert math.isnan(gain(np.zeros(60), signal))
 
 
 def test_records_with_coefficients_are_read(truths: dict[str, Truth], model: FaceModel,

@@ -18,12 +18,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 from tqdm import tqdm
 
+from calibrate.intrinsics import Intrinsics
 from tracker import render
 from tracker.embedding import DEFAULT_PATH, LandmarkEmbedding
 from tracker.face_model import FaceModel, posed
@@ -89,7 +91,7 @@ def fit(samples: Samples, triangles: np.ndarray, rounds: int = 3,
                                   min_visible)
             chosen_tri[binned, b], chosen_w[binned, b] = tri, w
         predicted = project(samples, triangles, chosen_tri, chosen_w, yaw_bins)
-        target = _remove_similarity(samples.landmarks, predicted)
+        target = remove_similarity(samples.landmarks, predicted)
     return chosen_tri, chosen_w
 
 
@@ -109,7 +111,7 @@ def errors(samples: Samples, predicted: np.ndarray) -> dict[str, float]:
     iod = np.linalg.norm(samples.landmarks[:, IRIS_CENTRES[0]]
                          - samples.landmarks[:, IRIS_CENTRES[1]], axis=-1)
     raw = np.linalg.norm(predicted - samples.landmarks, axis=-1)
-    aligned = np.linalg.norm(predicted - _remove_similarity(samples.landmarks, predicted), axis=-1)
+    aligned = np.linalg.norm(predicted - remove_similarity(samples.landmarks, predicted), axis=-1)
     inner = np.setdiff1d(ALL, CONTOUR)
     scale = (aligned / iod[:, None]).mean() * 100
     turn = np.abs(samples.yaw)
@@ -228,7 +230,7 @@ def similarity(landmarks: np.ndarray, predicted: np.ndarray) -> Similarity:
                       np.sqrt((np.abs(a) ** 2).mean(axis=1, keepdims=True)))
 
 
-def _remove_similarity(landmarks: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+def remove_similarity(landmarks: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     """LANDMARKS (N, L, 2) moved by the inverse of each render's best 2D similarity from
     PREDICTED to them, renormalised so the similarities average to none (no drift)."""
     fit = similarity(landmarks, predicted)
@@ -248,31 +250,52 @@ def candidates(model: FaceModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ids, local[model.triangles[keep]], np.nonzero(keep)[0]
 
 
-def render_samples(model: FaceModel, count: int, seed: int) -> Samples:
-    """COUNT renders of random faces with MediaPipe's landmarks on each (static mode: every
-    render is a first sight). Renders where MediaPipe finds no face are left out."""
+class Render(NamedTuple):
+    """A random face, rendered, and MediaPipe's landmarks on it."""
+
+    identity: np.ndarray  # (100,)
+    expression: np.ndarray  # (53,)
+    rotation: np.ndarray  # (3, 3)
+    yaw: float  # degrees
+    translation: np.ndarray  # (3,) cm
+    camera: Intrinsics
+    depth: np.ndarray  # the z-buffer
+    landmarks: np.ndarray  # (478, 2) pixels
+
+
+def random_renders(model: FaceModel, count: int, seed: int, poses: PoseRange = POSES,
+                   neutral_share: float = NEUTRAL_SHARE) -> Iterator[Render]:
+    """COUNT renders of random faces (a NEUTRAL_SHARE of them with a neutral expression) and
+    MediaPipe's landmarks on each, in static mode: every render is a first sight. Renders where
+    MediaPipe finds no face are left out."""
     rng = np.random.default_rng(seed)
-    ids, _, _ = candidates(model)
     face = SyntheticFace(model)
-    rows: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]] = []
     with FaceMesh(1, static_image_mode=True) as mesh:
         for _ in tqdm(range(count), desc="renders", unit="render"):
             identity = random_identities(rng, 1, model.identity_count, 0.8)[0]
             expression = (np.zeros(model.expression_count, np.float32)
-                          if rng.random() < NEUTRAL_SHARE else random_expressions(rng, 1)[0])
-            rotations, angles = random_rotations(rng, 1, POSES)
+                          if rng.random() < neutral_share else random_expressions(rng, 1)[0])
+            rotations, angles = random_rotations(rng, 1, poses)
             camera = random_camera(rng)
             translation = random_translation(rng, camera)
             image, raster = face.render(identity, expression, rotations[0], translation, camera,
                                         Appearance.random(rng),
                                         random_background(rng, camera.width, camera.height))
             found = mesh.process(image)
-            if not found:
-                continue
-            points = posed(model.vertices(identity, expression)[ids], rotations[0], translation)
-            pixels = render.project(points, camera).astype(np.float32)
-            rows.append((pixels, _visible(points, pixels, raster.depth),
-                         found[0].landmarks[:, :2], float(angles[0, 0])))
+            if found:
+                yield Render(identity, expression, rotations[0], float(angles[0, 0]),
+                             translation, camera, raster.depth, found[0].landmarks[:, :2])
+
+
+def render_samples(model: FaceModel, count: int, seed: int) -> Samples:
+    """`random_renders` as the solver sees them."""
+    ids, _, _ = candidates(model)
+    rows: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]] = []
+    for face in random_renders(model, count, seed):
+        points = posed(model.vertices(face.identity, face.expression)[ids], face.rotation,
+                       face.translation)
+        pixels = render.project(points, face.camera).astype(np.float32)
+        rows.append((pixels, _visible(points, pixels, face.depth), face.landmarks, face.yaw))
     projected, visible, landmarks, yaw = zip(*rows, strict=True)
     return Samples(np.stack(projected), np.stack(visible), np.stack(landmarks),
                    np.array(yaw, np.float32))

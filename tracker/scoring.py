@@ -9,6 +9,7 @@ most of the time; correlations and lags are per clip.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,8 @@ from tracker.tracks import TRACKING
 REGION = "narrow_face"
 MM_PER_CM = 10.0
 MAX_LAG = 10  # frames
-# Blendshapes whose correlation with the truth is reported; two names: the sides are averaged.
+# Blendshapes whose correlation with the truth and gain are reported; two names: the sides are
+# averaged.
 CHANNELS: dict[str, tuple[str, ...]] = {
     "jawOpen": ("jawOpen",),
     "eyeBlink": ("eyeBlink_L", "eyeBlink_R"),
@@ -147,6 +149,17 @@ def correlation(true: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.corrcoef(true, predicted)[0, 1])
 
 
+def gain(true: np.ndarray, predicted: np.ndarray) -> float:
+    """The least-squares slope of PREDICTED on TRUE over the frames with a prediction: 1 when a
+    shape is read at its full size, under 1 when it is read smaller (which a correlation does
+    not see, and an avatar does); NaN where the truth is constant."""
+    valid = np.isfinite(predicted)
+    true, predicted = true[valid], predicted[valid]
+    if len(true) < 3 or np.ptp(true) < MIN_RANGE["expression"]:
+        return float("nan")
+    return float(np.polyfit(true, predicted, 1)[0])
+
+
 def lag_frames(true: np.ndarray, predicted: np.ndarray, max_lag: int = MAX_LAG) -> float:
     """How many frames (0..MAX_LAG) PREDICTED trails TRUE: the shift that best correlates their
     first differences (motion, not level, so an offset or a scale error does not matter).
@@ -199,7 +212,8 @@ def score_clip(truth: Truth, predictions: Predictions, model: FaceModel) -> dict
     }
     per_clip = {"neutral_mm": neutral_error_mm(truth, predictions, model),
                 **_lags(truth, predictions),
-                **{f"r_{channel}": _channel_correlation(truth, predictions, names)
+                **{f"{key}_{channel}": _per_channel(metric, truth, predictions, names)
+                   for key, metric in (("r", correlation), ("gain", gain))
                    for channel, names in CHANNELS.items()}}
     tracked = int(predictions.tracked.sum())
     return {"frames": len(truth), "tracked": tracked, "per_frame": per_frame,
@@ -247,11 +261,13 @@ def _moving_lag(true: np.ndarray, predicted: np.ndarray, min_range: float) -> fl
     return lag_frames(true, predicted) if np.ptp(true) > min_range else float("nan")
 
 
-def _channel_correlation(truth: Truth, predictions: Predictions, names: tuple[str, ...]) -> float:
-    """Correlation of one channel, averaged over its sides that the truth moves."""
+def _per_channel(metric: Callable[[np.ndarray, np.ndarray], float], truth: Truth,
+                 predictions: Predictions, names: tuple[str, ...]) -> float:
+    """METRIC (`correlation`, `gain`) of one channel, averaged over its sides that the truth
+    moves."""
     columns = [truth.expression_names.index(name) for name in names]
-    return _nanmean([correlation(truth.expressions[:, c].astype(np.float64),
-                                 predictions.expressions[:, c]) for c in columns])
+    return _nanmean([metric(truth.expressions[:, c].astype(np.float64),
+                            predictions.expressions[:, c]) for c in columns])
 
 
 def _summary(frames: int, tracked: int, per_frame: dict[str, np.ndarray],
