@@ -265,9 +265,9 @@ class Render(NamedTuple):
 
 def random_renders(model: FaceModel, count: int, seed: int, poses: PoseRange = POSES,
                    neutral_share: float = NEUTRAL_SHARE) -> Iterator[Render]:
-    """COUNT renders of random faces (a NEUTRAL_SHARE of them with a neutral expression) and
-    MediaPipe's landmarks on each, in static mode: every render is a first sight. Renders where
-    MediaPipe finds no face are left out."""
+    """COUNT renders of random faces (the share NEUTRAL_SHARE of them with a neutral
+    expression) and MediaPipe's landmarks on each, in static mode: every render is a first
+    sight. Renders where MediaPipe finds no face are left out."""
     rng = np.random.default_rng(seed)
     face = SyntheticFace(model)
     with FaceMesh(1, static_image_mode=True) as mesh:
