@@ -106,7 +106,7 @@ def test_quick_training_lowers_the_loss_and_writes_a_manifest(quick_model: Path)
     assert list(manifest.data["outputs"]) == list(OUTPUTS)
 
 
-def test_the_exported_two_readings_are_the_trained_network_s() -> None:
+def test_the_export_reads_faces_as_the_trained_network_does() -> None:
     """The export reads each face with its shading and without in one pass, its stem split by
     channel (`TwoReadings`); training reads (positions, shading) triples one at a time."""
     torch = pytest.importorskip("torch")
