@@ -14,6 +14,8 @@ from tqdm import tqdm
 
 from calibrate.intrinsics import Intrinsics, load_camera
 from calibrate.profile import FaceProfile
+from engines.select import KINDS
+from engines.tensorrt_engine import PRECISIONS
 from streams.errors import FacetrackError
 from streams.frame import Frame
 from streams.sinks import Sinks, add_sink_arguments, open_sinks
@@ -67,10 +69,10 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--focal", type=positive(float), metavar="PIXELS",
                    help="the camera's focal length in pixels, when known but not calibrated")
     p.add_argument("--engine", default="auto",
-                   choices=("auto", "onnxruntime", "tensorrt", "cuda", "ort-tensorrt"),
+                   choices=("auto", *KINDS),
                    help="where the regressor runs (default auto: TensorRT or CUDA when they "
                         "work here, else ONNX Runtime on one CPU thread)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"),
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="TensorRT's precision (int8 calibrates on synthetic faces the first "
                         "time; the engine is cached); the other engines run fp32")
     p.add_argument("--regressor", default=str(DEFAULT_MODEL), metavar="FILE.onnx",
