@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import av
@@ -162,3 +164,29 @@ def test_sources_lists_the_cameras_that_open() -> None:
         assert lines == ["no camera found"]
     else:
         assert result.returncode == 0 and lines
+
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("tracker", "engines", "streams", "calibrate")
+
+
+def test_the_wheel_carries_the_files_the_code_reads(tmp_path: Path) -> None:
+    """A `pip install` from a wheel, not the editable install, must find the committed model,
+    its config and the landmark embedding beside the code."""
+    source = tmp_path / "source"  # a copy, so the build leaves nothing in the checkout
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, source / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps",
+                    "--no-build-isolation", "--quiet", "--wheel-dir", str(tmp_path)],
+                   check=True, capture_output=True, cwd=tmp_path, timeout=300)
+    (wheel,) = tmp_path.glob("facetrack-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        packed = set(archive.namelist())
+    data = {path.relative_to(ROOT).as_posix() for package in PACKAGES
+            for path in (ROOT / package).rglob("*")
+            if path.is_file() and path.suffix != ".py" and "__pycache__" not in path.parts}
+    assert {"engines/models/regressor.onnx", "tracker/data/landmark_embedding.json"} <= data
+    assert data <= packed, sorted(data - packed)
