@@ -9,7 +9,17 @@ import numpy as np
 import pytest
 
 from tracker.embedding import LandmarkEmbedding
-from tracker.embedding_fit import Samples, candidates, errors, fit, project, render_samples
+from tracker.embedding_fit import (
+    EYEBALLS,
+    IRIS,
+    Samples,
+    candidates,
+    errors,
+    fit,
+    project,
+    render_samples,
+)
+from tracker.expressions import ICT_EXPRESSION_NAMES
 from tracker.face_model import FaceModel
 
 
@@ -53,3 +63,17 @@ def test_committed_embedding_reprojects_fresh_renders_within_its_reported_error(
     measured = errors(samples, project(samples, triangles, local, embedding.weights))
     # 40 renders against the fit's 300: allow for the smaller sample's spread.
     assert measured["mean_iod_percent"] < 1.25 * reported
+
+
+def test_the_eyelid_landmarks_close_with_a_blink(model: FaceModel) -> None:
+    """Only the iris landmarks sit on the eyeballs; the lids' landmarks sit on the lids, so the
+    embedding's eye closes with eyeBlink (the middle of each lid: upper 159 and 386, lower 145
+    and 374)."""
+    embedding = LandmarkEmbedding.load(model.triangles)
+    on_eyeballs = np.isin(embedding.corners, np.arange(EYEBALLS[0], EYEBALLS[1] + 1)).any(-1)
+    assert np.array_equal(np.nonzero(on_eyeballs.any(-1))[0], IRIS)
+    closed = np.zeros((2, len(ICT_EXPRESSION_NAMES)), np.float32)
+    closed[1, [ICT_EXPRESSION_NAMES.index(f"eyeBlink_{side}") for side in "LR"]] = 1.0
+    points = embedding.points(model.vertices(np.zeros(model.identity_count), closed))
+    gap = np.linalg.norm(points[:, [159, 386]] - points[:, [145, 374]], axis=-1)  # (open, closed)
+    assert (gap[1] < 0.5 * gap[0]).all(), gap  # 34% and 41% here; before, 100%

@@ -43,6 +43,12 @@ from tracker.sampling import (
 YAW_BINS = np.arange(-50.0, 51.0, 12.5, dtype=np.float32)
 # Candidates: the face (0-9408) and both eyeballs (the iris landmarks sit on them).
 CANDIDATE_RANGES = ((0, 9408), (21451, 24590))
+EYEBALLS = CANDIDATE_RANGES[1]
+# MediaPipe's iris landmarks, the only ones on the eyeballs. An eyelid landmark fitted to
+# whatever surface point best matches it over the renders lands on the eyeball where the lid
+# meets it in the (mostly open-eyed) renders, and then stays put when the lid closes: 50
+# landmarks did so, and the embedding saw no blink at the lids' middles.
+IRIS = np.arange(468, 478)
 VISIBLE_CM = 0.3  # a vertex this close behind the z-buffer's surface still counts as seen
 NEUTRAL_SHARE = 0.25  # renders with a neutral expression
 POSES = PoseRange(yaw=55.0)
@@ -66,13 +72,19 @@ class Samples:
 
 def fit(samples: Samples, triangles: np.ndarray, rounds: int = 3,
         yaw_bins: np.ndarray = YAW_BINS, binned: np.ndarray = ALL,
-        min_visible: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
+        min_visible: float = 0.6,
+        eyeball: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(triangles (478, B), weights (478, B, 3)) of the best surface points.
 
     TRIANGLES (T, 3) index the candidate vertices of SAMPLES. Landmarks BINNED get a point per
     yaw bin, the others one point for all yaws. A candidate must be visible in at least
-    MIN_VISIBLE of the (weighted) renders to be chosen.
+    MIN_VISIBLE of the (weighted) renders to be chosen. EYEBALL (C,) marks the candidates on
+    the eyeballs, where the IRIS landmarks must sit and no other may (default: no such rule).
     """
+    allowed = np.ones((samples.landmarks.shape[1], samples.projected.shape[1]), bool)
+    if eyeball is not None:
+        allowed[:] = ~eyeball
+        allowed[IRIS] = eyeball
     count = samples.landmarks.shape[1]
     rings = _vertex_rings(triangles, samples.projected.shape[1])
     target = samples.landmarks.copy()
@@ -83,12 +95,12 @@ def fit(samples: Samples, triangles: np.ndarray, rounds: int = 3,
     for _ in range(rounds):
         everyone = np.ones(len(samples), np.float32)
         inner = _best_points(samples, target, everyone, np.arange(count), triangles, rings,
-                             min_visible)
+                             min_visible, allowed)
         chosen_tri[:] = inner[0][:, None]
         chosen_w[:] = inner[1][:, None]
         for b in range(bins):
             tri, w = _best_points(samples, target, kernels[b], binned, triangles, rings,
-                                  min_visible)
+                                  min_visible, allowed)
             chosen_tri[binned, b], chosen_w[binned, b] = tri, w
         predicted = project(samples, triangles, chosen_tri, chosen_w, yaw_bins)
         target = remove_similarity(samples.landmarks, predicted)
@@ -137,10 +149,11 @@ def _bin_kernels(yaw: np.ndarray, bins: np.ndarray) -> np.ndarray:
 
 
 def _best_points(samples: Samples, target: np.ndarray, weight: np.ndarray, rows: np.ndarray,
-                 triangles: np.ndarray, rings: list[np.ndarray],
-                 min_visible: float) -> tuple[np.ndarray, np.ndarray]:
-    """Best triangle and weights for landmarks ROWS under render weights WEIGHT (N,)."""
-    vertex = _best_vertices(samples, target[:, rows], weight, min_visible)
+                 triangles: np.ndarray, rings: list[np.ndarray], min_visible: float,
+                 allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Best triangle and weights for landmarks ROWS under render weights WEIGHT (N,), each
+    landmark on the candidates ALLOWED (478, C) it."""
+    vertex = _best_vertices(samples, target[:, rows], weight, min_visible, allowed[rows])
     tris = np.zeros(len(rows), np.int64)
     weights = np.zeros((len(rows), 3), np.float32)
     for i, (row, v) in enumerate(zip(rows, vertex, strict=True)):
@@ -149,9 +162,10 @@ def _best_points(samples: Samples, target: np.ndarray, weight: np.ndarray, rows:
 
 
 def _best_vertices(samples: Samples, target: np.ndarray, weight: np.ndarray,
-                   min_visible: float) -> np.ndarray:
-    """For each landmark of TARGET (N, L, 2), the candidate vertex with the least weighted mean
-    squared distance over the renders where it is visible, as three matrix products."""
+                   min_visible: float, allowed: np.ndarray) -> np.ndarray:
+    """For each landmark of TARGET (N, L, 2), the candidate vertex ALLOWED (L, C) with the least
+    weighted mean squared distance over the renders where it is visible, as three matrix
+    products."""
     # Centre each render on its landmarks: small numbers keep float32 sums exact enough.
     centre = target.mean(axis=1, keepdims=True)
     p = samples.projected - centre  # (N, C, 2)
@@ -163,6 +177,7 @@ def _best_vertices(samples: Samples, target: np.ndarray, weight: np.ndarray,
     sq_q = (q ** 2).sum(-1).T @ a  # (L, C)
     cost = (sq_p[None] - 2 * cross + sq_q) / np.maximum(seen, 1e-9)[None]
     cost[:, seen < min_visible * weight.sum()] = np.inf
+    cost[~allowed] = np.inf
     return cost.argmin(axis=1)
 
 
@@ -329,8 +344,8 @@ def main(argv: list[str] | None = None) -> None:
     samples = render_samples(model, args.renders, args.seed)
     train, held_out = (_subset(samples, slice(None, -args.held_out)),
                        _subset(samples, slice(-args.held_out, None)))
-    _, local_triangles, model_triangles = candidates(model)
-    tri, weights = fit(train, local_triangles)
+    ids, local_triangles, model_triangles = candidates(model)
+    tri, weights = fit(train, local_triangles, eyeball=(ids >= EYEBALLS[0]) & (ids <= EYEBALLS[1]))
     metrics = {"train": errors(train, project(train, local_triangles, tri, weights)),
                "held_out": errors(held_out, project(held_out, local_triangles, tri, weights)),
                "renders_without_face": args.renders - len(samples)}

@@ -16,6 +16,15 @@ from mediapipe.python.solutions import face_mesh
 LANDMARK_COUNT = 478  # 468 mesh points + 10 iris points (refine_landmarks=True)
 # The face oval: the jaw line and forehead edge, a silhouette that MediaPipe places least surely.
 CONTOUR = np.array(sorted({i for edge in face_mesh.FACEMESH_FACE_OVAL for i in edge}))
+CONTOUR_WEIGHT = 0.3  # what a contour landmark counts for in a fit to the landmarks
+
+
+def fit_weights() -> np.ndarray:
+    """(478,) what each landmark counts for in a fit to the landmarks (the refinement, and
+    measuring MediaPipe's response): 1, and CONTOUR_WEIGHT on the face oval."""
+    weights = np.ones(LANDMARK_COUNT, np.float32)
+    weights[CONTOUR] = CONTOUR_WEIGHT
+    return weights
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,11 @@ from calibrate.intrinsics import Intrinsics
 from tracker.embedding import LandmarkEmbedding
 from tracker.expressions import ICT_EXPRESSION_NAMES
 from tracker.face_model import FaceModel
-from tracker.landmarks import CONTOUR
+from tracker.landmark_response import LandmarkResponse
+from tracker.landmarks import fit_weights
 from tracker.pose import yaw
 from tracker.regressor import FaceFit
 
-CONTOUR_WEIGHT = 0.3  # the face oval (CONTOUR), which MediaPipe places least surely
 # Pixels of landmark error that moving a shape by 1 must beat: how far the refinement may take
 # a shape from the regressor's reading. Strong by default (brows, eye looks, nose): there the
 # landmarks confuse shape with identity and pose, and the regressor reads better; strongest for
@@ -35,6 +35,17 @@ CONTOUR_WEIGHT = 0.3  # the face oval (CONTOUR), which MediaPipe places least su
 EXPRESSION_PRIOR = 60.0
 SHAPE_PRIORS = (("eyeBlink", 10.0), ("browInnerUp", 15.0), ("browDown", 120.0),
                 ("mouthSmile", 20.0), ("mouth", 40.0), ("jaw", 40.0), ("cheek", 40.0))
+# The shapes whose landmark offsets are scaled by how far MediaPipe moves its landmarks for them
+# (`tracker.landmark_response`): the jaw's opening and the smiles, which MediaPipe moves about
+# two thirds and three quarters as far as the face's surface moves, and which the refinement
+# would otherwise read at that size. Their gains are the best measured (the most support, the
+# two halves of the renders within 0.06). Scaling more shapes this way on the harness clips of
+# seeds 10-14: the lips' rounding (mouthPucker, mouthFunnel) lost up to 0.08 of mouthPucker's
+# r; mouthClose, the jaw's and the mouth's sideways shapes, cheekPuff and noseSneer, which
+# those clips hardly move, were read where the truth was 0 (a resting mouthClose 0.095 to
+# 0.111) and added up to 0.06 mm of posed shape error; the brows' and the eyes' gains are not
+# known (the halves disagree, or the eyelid's shapes cannot be told apart).
+RESPONSE_SHAPES = ("jawOpen", "mouthSmile")
 # Pixels of landmark error that turning the head 1° from the regressor's answer must beat. The
 # regressor reads the head's rotation from the shading as well as the landmarks, and better
 # than a fit to the landmarks alone, which MediaPipe's look-dependent placement pulls off by
@@ -49,24 +60,30 @@ class Refiner:
     """Refines `FaceFit`s against the landmarks they came from."""
 
     def __init__(self, model: FaceModel, embedding: LandmarkEmbedding,
-                 steps: int = DEFAULT_STEPS, rotation_prior: float = ROTATION_PRIOR) -> None:
+                 steps: int = DEFAULT_STEPS, rotation_prior: float = ROTATION_PRIOR,
+                 response: np.ndarray | None = None) -> None:
+        """RESPONSE (53,) scales each expression shape's landmark offsets: how far MediaPipe
+        moves its landmarks for it (default: the committed measurement for RESPONSE_SHAPES,
+        1 for the rest)."""
+        if response is None:
+            response = LandmarkResponse.load().of(RESPONSE_SHAPES)
         self.embedding = embedding
         self.steps = steps
         # ROTATION_PRIOR's pixels per degree, squared per radian; 0: the landmarks decide
         self._turn_prior = np.degrees(rotation_prior) ** 2
         # The landmarks of the neutral mean face and the landmark offsets of every identity
-        # and expression shape, in every yaw bin (B, 1 + 100 + 53, 478, 3), made once: the
-        # embedding is linear in the mesh, so per frame a face's landmarks are two small
-        # products and a blend of the two bins around its yaw.
+        # and expression shape (the latter as far as MediaPipe moves them: RESPONSE), in every
+        # yaw bin (B, 1 + 100 + 53, 478, 3), made once: the embedding is linear in the mesh, so
+        # per frame a face's landmarks are two small products and a blend of the two bins
+        # around its yaw.
         index = embedding.vertex_index
         shapes = np.concatenate([model.neutral[None, index], model.identity_deltas[:, index],
                                  model.expression_deltas[:, index]])
         self._bins = np.stack([embedding.points(shapes, yaw, index)
                                for yaw in embedding.yaw_bins]).astype(np.float32)
         self._identities = model.identity_count
-        weights = np.ones(478, np.float32)
-        weights[CONTOUR] = CONTOUR_WEIGHT
-        self._weights = np.repeat(np.sqrt(weights), 2)
+        self._bins[:, 1 + self._identities:] *= np.asarray(response, np.float32)[:, None, None]
+        self._weights = np.repeat(np.sqrt(fit_weights()), 2)
         self._prior = np.array([next((p for prefix, p in SHAPE_PRIORS if name.startswith(prefix)),
                                      EXPRESSION_PRIOR) ** 2 for name in ICT_EXPRESSION_NAMES])
 
