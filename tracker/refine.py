@@ -39,12 +39,12 @@ SHAPE_PRIORS = (("eyeBlink", 10.0), ("browInnerUp", 15.0), ("browDown", 120.0),
 # (`tracker.landmark_response`): the jaw's opening and the smiles, which MediaPipe moves about
 # two thirds and three quarters as far as the face's surface moves, and which the refinement
 # would otherwise read at that size. Their gains are the best measured (the most support, the
-# two halves of the renders within 0.06). Scaling more shapes this way on the harness clips of
-# seeds 10-14: the lips' rounding (mouthPucker, mouthFunnel) lost up to 0.08 of mouthPucker's
-# r; mouthClose, the jaw's and the mouth's sideways shapes, cheekPuff and noseSneer, which
-# those clips hardly move, were read where the truth was 0 (a resting mouthClose 0.095 to
-# 0.111) and added up to 0.06 mm of posed shape error; the brows' and the eyes' gains are not
-# known (the halves disagree, or the eyelid's shapes cannot be told apart).
+# two halves of the renders within 0.06). Scaling more shapes this way, on the harness clips of
+# seeds 10-14 with the landmark embedding before its eyelids were fixed: the lips' rounding
+# (mouthPucker, mouthFunnel) lost up to 0.08 of mouthPucker's r; mouthClose, the jaw's and the
+# mouth's sideways shapes, cheekPuff and noseSneer, which those clips hardly move, were read
+# where the truth was 0 (a resting mouthClose 0.095 to 0.111) and added up to 0.06 mm of posed
+# shape error. The brows' gains are not known (the halves disagree); eyeBlink's is about 1.
 RESPONSE_SHAPES = ("jawOpen", "mouthSmile")
 # Pixels of landmark error that turning the head 1° from the regressor's answer must beat. The
 # regressor reads the head's rotation from the shading as well as the landmarks, and better
