@@ -140,10 +140,10 @@ def rotation_error_deg(predicted: np.ndarray, true: np.ndarray) -> np.ndarray:
 def correlation(true: np.ndarray, predicted: np.ndarray) -> float:
     """Pearson correlation over the frames with a prediction; NaN where the truth is constant
     (nothing to follow), 0 for a constant prediction (it follows nothing)."""
-    valid = np.isfinite(predicted)
-    true, predicted = true[valid], predicted[valid]
-    if len(true) < 3 or np.ptp(true) < MIN_RANGE["expression"]:
+    pair = _followable(true, predicted)
+    if pair is None:
         return float("nan")
+    true, predicted = pair
     if np.ptp(predicted) == 0:
         return 0.0
     return float(np.corrcoef(true, predicted)[0, 1])
@@ -153,11 +153,19 @@ def gain(true: np.ndarray, predicted: np.ndarray) -> float:
     """The least-squares slope of PREDICTED on TRUE over the frames with a prediction: 1 when a
     shape is read at its full size, under 1 when it is read smaller (which a correlation does
     not see, and an avatar does); NaN where the truth is constant."""
+    pair = _followable(true, predicted)
+    return float("nan") if pair is None else float(np.polyfit(*pair, 1)[0])
+
+
+def _followable(true: np.ndarray,
+                predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """TRUE and PREDICTED over the frames with a prediction, or None where the truth barely
+    moves there (nothing to follow)."""
     valid = np.isfinite(predicted)
     true, predicted = true[valid], predicted[valid]
     if len(true) < 3 or np.ptp(true) < MIN_RANGE["expression"]:
-        return float("nan")
-    return float(np.polyfit(true, predicted, 1)[0])
+        return None
+    return true, predicted
 
 
 def lag_frames(true: np.ndarray, predicted: np.ndarray, max_lag: int = MAX_LAG) -> float:
