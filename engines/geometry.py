@@ -91,6 +91,21 @@ class RayGeometry(nn.Module):
                 "log_depth": (local[..., 2] * frame.scale[:, 0]).log()}
 
 
+def image_points(points: torch.Tensor, head_rotation: torch.Tensor, offset: torch.Tensor,
+                 log_depth: torch.Tensor, centre: torch.Tensor,
+                 scale: torch.Tensor) -> torch.Tensor:
+    """Model points (N, K, 3, cm) where the network's frame sees them (N, K, 2): posed by an
+    answer (the head's rotation (N, 3, 3) as `targets` gives it, the origin's offset (N, 2),
+    log depth (N, 1)) and projected as `RayGeometry.frame` projects the landmarks (its CENTRE
+    and SCALE). A point p sits at q = FRONTAL H p + (D / s) (c + s o, 1) in the turned camera
+    (D the depth times the face's size s, c the centre, o the offset, `decode`), so it is seen
+    at (q_xy / q_z - c) / s = (q'_xy - c q'_z + D o) / (s q'_z + D), with q' = FRONTAL H p."""
+    turned = points @ (head_rotation.transpose(1, 2) * points.new_tensor(FRONTAL.diagonal()))
+    depth = log_depth[:, :, None].exp()
+    return ((turned[..., :2] - centre * turned[..., 2:] + depth * offset[:, None])
+            / (scale * turned[..., 2:] + depth))
+
+
 def rotation_from_6d(values: torch.Tensor) -> torch.Tensor:
     """(N, 3, 3) rotations from the continuous 6-D representation (N, 6): two columns,
     Gram-Schmidt, the third their cross product (from index permutations: torch.cross

@@ -149,6 +149,7 @@ class Batchable:
             frame.inputs.dtype)], dim=2)
         pose = geometry.targets(frame, torch.as_tensor(samples.rotation, dtype=torch.float64),
                                 torch.as_tensor(samples.translation, dtype=torch.float64))
+        pose |= {"centre": frame.centre, "scale": frame.scale}  # for the reprojection loss
         truth = {"identity": samples.identity, "expression": samples.expression,
                  "trust": np.full(len(samples), trust, np.float32)}
         return cls(inputs.float(), {k: v.float() for k, v in pose.items()}

@@ -44,16 +44,18 @@ from cli_helpers import FACETRACK, facetrack, synth
 
 def test_geometry_targets_decode_back_to_the_pose() -> None:
     """Random poses through random cameras: the targets the network learns decode back to the
-    exact pose, wherever the face sits in the picture, and its inputs have unit RMS size."""
+    exact pose, wherever the face sits in the picture, its inputs have unit RMS size, and the
+    reprojection loss's `image_points` of the posed points are those inputs."""
     torch = pytest.importorskip("torch")
-    from engines.geometry import RayGeometry
+    from engines.geometry import RayGeometry, image_points
 
     rng = np.random.default_rng(0)
     rotations, _ = random_rotations(rng, 50)
     cameras = [random_camera(rng) for _ in range(50)]
     translations = np.array([random_translation(rng, c) for c in cameras])
     intrinsics = np.array([[c.fx, c.fy, c.cx, c.cy] for c in cameras])
-    points = rng.normal(0, 5, (50, 478, 3)) @ rotations.transpose(0, 2, 1) + translations[:, None]
+    body = rng.normal(0, 5, (50, 478, 3))
+    points = body @ rotations.transpose(0, 2, 1) + translations[:, None]
     pixels = intrinsics[:, None, :2] * points[..., :2] / points[..., 2:] + intrinsics[:, None, 2:]
     geometry = RayGeometry().double()
     frame = geometry.frame(torch.from_numpy(rays(pixels, intrinsics)))
@@ -65,6 +67,53 @@ def test_geometry_targets_decode_back_to_the_pose() -> None:
                                             wanted["offset"], wanted["log_depth"])
     assert rotation_error_deg(rotation.numpy(), rotations).max() < 1e-6
     assert np.abs(translation.numpy() - translations).max() < 1e-9
+    seen = image_points(torch.from_numpy(body), head, wanted["offset"], wanted["log_depth"],
+                        frame.centre, frame.scale)
+    assert np.abs((seen - frame.inputs).numpy()).max() < 1e-9
+
+
+def test_the_reprojection_loss_is_zero_at_the_truth_and_grows_with_a_turn(
+        installed_model: Path) -> None:
+    """The loss's reprojected landmarks, fed the exact answer for real faces in random poses
+    and cameras, vanish with every other term; a turn of the answer moves them in proportion."""
+    torch = pytest.importorskip("torch")
+    from engines.geometry import RayGeometry
+    from engines.losses import LossWeights, MeshBasis, regressor_loss
+
+    model = FaceModel.load(installed_model)
+    rng = np.random.default_rng(1)
+    count = 20
+    rotations, _ = random_rotations(rng, count)
+    cameras = [random_camera(rng) for _ in range(count)]
+    translations = np.array([random_translation(rng, c) for c in cameras])
+    intrinsics = np.array([[c.fx, c.fy, c.cx, c.cy] for c in cameras])
+    identity = rng.normal(0, 1, (count, model.identity_count))
+    points = posed(model.vertices(identity)[:, model.landmarks68], rotations, translations)
+    pixels = intrinsics[:, None, :2] * points[..., :2] / points[..., 2:] + intrinsics[:, None, 2:]
+    geometry = RayGeometry().double()
+    frame = geometry.frame(torch.from_numpy(rays(pixels, intrinsics)))
+    target = {k: v.float() for k, v in geometry.targets(
+        frame, torch.from_numpy(rotations), torch.from_numpy(translations)).items()}
+    target |= {"centre": frame.centre.float(), "scale": frame.scale.float(),
+               "identity": torch.from_numpy(identity).float(),
+               "expression": torch.zeros(count, model.expression_count),
+               "trust": torch.ones(count)}
+    head = target["head_rotation"]
+    mesh, weights = MeshBasis(model), LossWeights()
+
+    def reprojection(turn_degrees: float) -> float:
+        turn = torch.from_numpy(rotation(turn_degrees)[None] @ rotation(0.0).T).float()
+        answer = turn @ head
+        outputs = {"rotation6d": torch.cat([answer[:, :, 0], answer[:, :, 1]], 1),
+                   "offset": target["offset"], "log_depth": target["log_depth"],
+                   "identity": target["identity"], "expression": target["expression"]}
+        _, terms = regressor_loss(outputs, target, mesh, weights)
+        if turn_degrees == 0:
+            assert max(terms.values()) < 1e-4, terms
+        return terms["reprojection"]
+
+    assert reprojection(0.0) < 1e-5
+    assert 1.8 < reprojection(2.0) / reprojection(1.0) < 2.2
 
 
 @pytest.fixture(scope="module")
