@@ -8,6 +8,7 @@ import os
 import subprocess
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -41,6 +42,38 @@ from tracker.synth import load_truth, write_camera_file
 
 from cli_helpers import FACETRACK, facetrack, synth
 
+if TYPE_CHECKING:
+    import torch
+
+    from engines.geometry import Frame
+
+
+def framed(rng: np.random.Generator,
+           body: np.ndarray) -> tuple[Frame, dict[str, torch.Tensor], np.ndarray, np.ndarray]:
+    """BODY (N, L, 3, model space, cm) in random poses through random cameras, as training sees
+    it: (frame, targets, rotations, translations), the geometry in float64."""
+    import torch
+
+    from engines.geometry import RayGeometry
+
+    rotations, _ = random_rotations(rng, len(body))
+    cameras = [random_camera(rng) for _ in range(len(body))]
+    translations = np.array([random_translation(rng, c) for c in cameras])
+    intrinsics = np.array([[c.fx, c.fy, c.cx, c.cy] for c in cameras])
+    points = posed(body, rotations, translations)
+    pixels = intrinsics[:, None, :2] * points[..., :2] / points[..., 2:] + intrinsics[:, None, 2:]
+    geometry = RayGeometry().double()
+    frame = geometry.frame(torch.from_numpy(rays(pixels, intrinsics)))
+    targets = geometry.targets(frame, torch.from_numpy(rotations), torch.from_numpy(translations))
+    return frame, targets, rotations, translations
+
+
+def six_d(matrices: torch.Tensor) -> torch.Tensor:
+    """The network's 6-D rotation answer (N, 6) for rotation matrices (N, 3, 3): two columns."""
+    import torch
+
+    return torch.cat([matrices[:, :, 0], matrices[:, :, 1]], 1)
+
 
 def test_geometry_targets_decode_back_to_the_pose() -> None:
     """Random poses through random cameras: the targets the network learns decode back to the
@@ -50,21 +83,13 @@ def test_geometry_targets_decode_back_to_the_pose() -> None:
     from engines.geometry import RayGeometry, image_points
 
     rng = np.random.default_rng(0)
-    rotations, _ = random_rotations(rng, 50)
-    cameras = [random_camera(rng) for _ in range(50)]
-    translations = np.array([random_translation(rng, c) for c in cameras])
-    intrinsics = np.array([[c.fx, c.fy, c.cx, c.cy] for c in cameras])
     body = rng.normal(0, 5, (50, 478, 3))
-    points = body @ rotations.transpose(0, 2, 1) + translations[:, None]
-    pixels = intrinsics[:, None, :2] * points[..., :2] / points[..., 2:] + intrinsics[:, None, 2:]
-    geometry = RayGeometry().double()
-    frame = geometry.frame(torch.from_numpy(rays(pixels, intrinsics)))
+    frame, wanted, rotations, translations = framed(rng, body)
     assert frame.inputs.shape == (50, 478, 2)
     assert np.allclose(frame.inputs.square().sum(-1).mean(-1).sqrt().numpy(), 1.0, atol=1e-12)
-    wanted = geometry.targets(frame, torch.from_numpy(rotations), torch.from_numpy(translations))
     head = wanted["head_rotation"]
-    rotation, translation = geometry.decode(frame, torch.cat([head[:, :, 0], head[:, :, 1]], 1),
-                                            wanted["offset"], wanted["log_depth"])
+    rotation, translation = RayGeometry().double().decode(frame, six_d(head), wanted["offset"],
+                                                          wanted["log_depth"])
     assert rotation_error_deg(rotation.numpy(), rotations).max() < 1e-6
     assert np.abs(translation.numpy() - translations).max() < 1e-9
     seen = image_points(torch.from_numpy(body), head, wanted["offset"], wanted["log_depth"],
@@ -77,23 +102,14 @@ def test_the_reprojection_loss_is_zero_at_the_truth_and_grows_with_a_turn(
     """The loss's reprojected landmarks, fed the exact answer for real faces in random poses
     and cameras, vanish with every other term; a turn of the answer moves them in proportion."""
     torch = pytest.importorskip("torch")
-    from engines.geometry import RayGeometry
     from engines.losses import LossWeights, MeshBasis, regressor_loss
 
     model = FaceModel.load(installed_model)
     rng = np.random.default_rng(1)
     count = 20
-    rotations, _ = random_rotations(rng, count)
-    cameras = [random_camera(rng) for _ in range(count)]
-    translations = np.array([random_translation(rng, c) for c in cameras])
-    intrinsics = np.array([[c.fx, c.fy, c.cx, c.cy] for c in cameras])
     identity = rng.normal(0, 1, (count, model.identity_count))
-    points = posed(model.vertices(identity)[:, model.landmarks68], rotations, translations)
-    pixels = intrinsics[:, None, :2] * points[..., :2] / points[..., 2:] + intrinsics[:, None, 2:]
-    geometry = RayGeometry().double()
-    frame = geometry.frame(torch.from_numpy(rays(pixels, intrinsics)))
-    target = {k: v.float() for k, v in geometry.targets(
-        frame, torch.from_numpy(rotations), torch.from_numpy(translations)).items()}
+    frame, pose, _, _ = framed(rng, model.vertices(identity)[:, model.landmarks68])
+    target = {k: v.float() for k, v in pose.items()}
     target |= {"centre": frame.centre.float(), "scale": frame.scale.float(),
                "identity": torch.from_numpy(identity).float(),
                "expression": torch.zeros(count, model.expression_count),
@@ -103,8 +119,7 @@ def test_the_reprojection_loss_is_zero_at_the_truth_and_grows_with_a_turn(
 
     def reprojection(turn_degrees: float) -> float:
         turn = torch.from_numpy(rotation(turn_degrees)[None] @ rotation(0.0).T).float()
-        answer = turn @ head
-        outputs = {"rotation6d": torch.cat([answer[:, :, 0], answer[:, :, 1]], 1),
+        outputs = {"rotation6d": six_d(turn @ head),
                    "offset": target["offset"], "log_depth": target["log_depth"],
                    "identity": target["identity"], "expression": target["expression"]}
         _, terms = regressor_loss(outputs, target, mesh, weights)
