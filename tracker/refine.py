@@ -26,15 +26,21 @@ from tracker.regressor import FaceFit
 # Pixels of landmark error that moving a shape by 1 must beat: how far the refinement may take
 # a shape from the regressor's reading. Strong by default (brows, eye looks, nose): there the
 # landmarks confuse shape with identity and pose, and the regressor reads better; strongest for
-# browDown, which the landmarks confuse with the brows' height. Weaker for the mouth, jaw and
-# cheeks, and weakest where MediaPipe's dense lip and eyelid landmarks show a shape plainly
-# (smiles, blinks) and for browInnerUp, which lifts the inner brow landmarks clear of the rest
-# of the face. Chosen on the harness clips of seeds 0, 1 and 2 with the first regressor that
-# reads shading, and browInnerUp's 15 (from 20) with feb20f8b, checked on seeds 3 and 4, which no
-# prior was chosen on (docs/regressor.md, "Refinement").
+# browDown, which the landmarks confuse with the brows' height, and for the mouth's and jaw's
+# other shapes (sideways, rolls, shrugs, presses, stretches, ...): on a face that does not make
+# them, one step read MediaPipe's pull on the lips as up to 0.13 of them (seed 0's harness
+# clips, regressor 0c47511c), and where they are made the regressor follows them as well or
+# better on its own (docs/regressor.md, "Refinement"). Weaker for the jaw's opening, the lips'
+# rounding and the cheeks, and weakest where MediaPipe's dense lip and eyelid landmarks show a
+# shape plainly (smiles, blinks) and for browInnerUp, which lifts the inner brow landmarks clear
+# of the rest of the face. Chosen on the harness clips of seeds 0, 1 and 2 (the mouth's and
+# jaw's with regressor 0c47511c, browInnerUp's 15 (from 20) with feb20f8b, the rest with the
+# first regressor that reads shading) and checked on seeds 3, 4 and 10-19, which no prior was
+# chosen on. The first prefix that names a shape gives its prior.
 EXPRESSION_PRIOR = 60.0
 SHAPE_PRIORS = (("eyeBlink", 10.0), ("browInnerUp", 15.0), ("browDown", 120.0),
-                ("mouthSmile", 20.0), ("mouth", 40.0), ("jaw", 40.0), ("cheek", 40.0))
+                ("mouthSmile", 20.0), ("jawOpen", 40.0), ("mouthPucker", 40.0),
+                ("mouthFunnel", 40.0), ("mouth", 120.0), ("jaw", 120.0), ("cheek", 40.0))
 # The shapes whose landmark offsets are scaled by how far MediaPipe moves its landmarks for them
 # (`tracker.landmark_response`): the jaw's opening and the smiles, which MediaPipe moves about
 # two thirds and three quarters as far as the face's surface moves, and which the refinement
