@@ -53,6 +53,7 @@ RENDERING_CODE = ("engines.training_data", "tracker.render", "tracker.face_model
                   "tracker.sampling", "tracker.pose", "tracker.expressions", "tracker.landmarks",
                   "tracker.shading")
 SHARD = 3000  # rendered faces per cache file
+CHUNK = 20000  # faces whose inputs and targets `Batchable.of` makes at once
 OPSET = 18
 HALF_MIN_SIZE = 1024  # weights with fewer values stay float32: they cost nothing
 RAYS = ("per landmark: its pixel coordinates through the inverse intrinsics ((u-cx)/fx, "
@@ -140,9 +141,17 @@ class Batchable:
     target: dict[str, torch.Tensor]
 
     @classmethod
-    def of(cls, samples: FaceSamples, trust: np.ndarray | float = 1.0) -> Batchable:
-        """TRUST (per face or one for all) weighs each face's expression loss. The geometry
-        runs in float64 here, as exact as the data, and in float32 in the exported graph."""
+    def of(cls, samples: FaceSamples, trust: float = 1.0) -> Batchable:
+        """TRUST weighs each face's expression loss. Made CHUNK faces at a time: the float64
+        geometry's intermediates of all the faces at once outgrow the machine's memory from
+        about 180,000 rendered faces, and each face's rows do not depend on the others'."""
+        return cls.concatenate([cls._of(samples.subset(slice(first, first + CHUNK)), trust)
+                                for first in range(0, len(samples), CHUNK)])
+
+    @classmethod
+    def _of(cls, samples: FaceSamples, trust: float) -> Batchable:
+        """The geometry runs in float64 here, as exact as the data, and in float32 in the
+        exported graph."""
         geometry = RayGeometry().double()
         frame = geometry.frame(torch.from_numpy(rays(samples.landmarks, samples.camera)))
         inputs = torch.cat([frame.inputs, torch.from_numpy(samples.shading[..., None]).to(
@@ -154,6 +163,11 @@ class Batchable:
                  "trust": np.full(len(samples), trust, np.float32)}
         return cls(inputs.float(), {k: v.float() for k, v in pose.items()}
                    | {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in truth.items()})
+
+    @classmethod
+    def concatenate(cls, parts: list[Batchable]) -> Batchable:
+        return cls(torch.cat([p.inputs for p in parts]),
+                   {k: torch.cat([p.target[k] for p in parts]) for k in parts[0].target})
 
     def rows(self, index: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return self.inputs[index], {k: v[index] for k, v in self.target.items()}
@@ -179,10 +193,8 @@ def train(config: TrainConfig, out: Path, model_path: str | None = None,
     real = real.subset(slice(None, -config.validation))
     residuals = Residuals.measure(model, embedding, real)
     synthetic = projected(model, embedding, residuals, config.projected, config.seed + 1)
-    trust = np.repeat([1.0, config.projected_expression_trust],
-                      [len(real) * config.rendered_repeats, len(synthetic)])
-    pool = Batchable.of(FaceSamples.concatenate([real] * config.rendered_repeats + [synthetic]),
-                        trust)
+    pool = Batchable.concatenate([Batchable.of(real)] * config.rendered_repeats
+                                 + [Batchable.of(synthetic, config.projected_expression_trust)])
     held = Batchable.of(validation)
     net = RegressorNet(width=config.width, depth=config.depth)
     mesh = MeshBasis(model)
