@@ -36,7 +36,7 @@ from tracker.regressor import (
     rays,
 )
 from tracker.render import project
-from tracker.sampling import random_camera, random_rotations, random_translation
+from tracker.sampling import DEFAULT_POSES, random_camera, random_rotations, random_translation
 from tracker.scoring import read_predictions, rotation_error_deg, score_clip
 from tracker.synth import load_truth, write_camera_file
 
@@ -129,6 +129,30 @@ def test_the_reprojection_loss_is_zero_at_the_truth_and_grows_with_a_turn(
 
     assert reprojection(0.0) < 1e-5
     assert 1.8 < reprojection(2.0) / reprojection(1.0) < 2.2
+
+
+def test_training_tensors_are_the_same_whatever_faces_are_made_at_once(
+        installed_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`Batchable.of` makes its tensors a chunk of faces at a time, to fit in memory: each
+    face's rows must be bit for bit those of one pass over all, or `facetrack train` would no
+    longer make the committed model."""
+    torch = pytest.importorskip("torch")
+    from engines import train
+    from engines.training_data import embedded_landmarks, unseen_faces
+
+    model = FaceModel.load(installed_model)
+    rng = np.random.default_rng(4)
+    faces = unseen_faces(model, rng, 50, DEFAULT_POSES)
+    faces = replace(faces, landmarks=embedded_landmarks(
+        model, LandmarkEmbedding.load(model.triangles), faces),
+        shading=rng.standard_normal((50, 478)).astype(np.float32))
+    whole = train.Batchable.of(faces, 0.3)
+    monkeypatch.setattr(train, "CHUNK", 7)
+    chunked = train.Batchable.of(faces, 0.3)
+    assert torch.equal(whole.inputs, chunked.inputs) and len(chunked) == 50
+    assert whole.target.keys() == chunked.target.keys()
+    assert all(torch.equal(whole.target[k], chunked.target[k]) for k in whole.target)
+    assert torch.all(chunked.target["trust"] == 0.3)
 
 
 @pytest.fixture(scope="module")
