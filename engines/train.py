@@ -83,18 +83,53 @@ class TrainConfig:
     weight_decay: float = 1e-4
     threads: int = 2
 
+    def __post_init__(self) -> None:
+        """Refuse an untrainable config here, before anything is rendered."""
+        problem = self._problem()
+        if problem:
+            raise FacetrackError(problem)
+
+    def _problem(self) -> str | None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            kinds = (int, float) if field.type == "float" else (int,)
+            if isinstance(value, bool) or not isinstance(value, kinds):
+                return f"'{field.name}' must be a number ({field.type}), not {value!r}"
+            least = SETTING_MINIMUM.get(field.name, 1)
+            if value < least:
+                return f"'{field.name}' must be at least {least}, not {value!r}"
+        if self.rendered <= self.validation:
+            return (f"'rendered' ({self.rendered}) must exceed 'validation' "
+                    f"({self.validation}): training needs rendered faces of its own")
+        if not 0.0 <= self.projected_expression_trust <= 1.0:
+            return "'projected_expression_trust' must lie in [0, 1]"
+        if self.learning_rate <= 0.0:
+            return "'learning_rate' must be above 0"
+        return None
+
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
         try:
             data = json.loads(Path(path).read_text())
         except (OSError, ValueError) as error:
             raise FacetrackError(f"cannot read training config {path}: {error}") from None
+        if not isinstance(data, dict):
+            raise FacetrackError(f"{path}: a training config is a JSON object of settings")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise FacetrackError(f"{path}: unknown training settings {sorted(unknown)}; "
                                  f"known: {sorted(known)}")
-        return cls(**data)
+        try:
+            return cls(**data)
+        except FacetrackError as error:
+            raise FacetrackError(f"{path}: {error}") from None
+
+
+# The least each setting may be where it is not 1 (the counts of faces, repeats, layers' width,
+# epochs, batch and threads: with none of them there is nothing to train).
+SETTING_MINIMUM = {"seed": 0, "depth": 0, "weight_decay": 0.0, "projected_expression_trust": 0.0,
+                   "learning_rate": 0.0}
 
 
 QUICK = TrainConfig(rendered=240, projected=4000, validation=40, width=128, depth=1, epochs=4,
@@ -186,9 +221,6 @@ def train(config: TrainConfig, out: Path, model_path: str | None = None,
     model = FaceModel.load(model_path)
     embedding = LandmarkEmbedding.load(model.triangles)
     real = rendered_samples(config, model_path)
-    if len(real) <= config.validation:
-        raise FacetrackError(f"only {len(real)} rendered faces for {config.validation} "
-                             "validation faces: raise 'rendered'")
     validation = real.subset(slice(-config.validation, None))
     real = real.subset(slice(None, -config.validation))
     residuals = Residuals.measure(model, embedding, real)

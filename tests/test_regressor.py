@@ -4,6 +4,7 @@ truth of a generated clip."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from dataclasses import replace
@@ -16,6 +17,7 @@ import pytest
 from calibrate.intrinsics import Intrinsics
 from engines.select import KINDS, open_engine
 from engines.train import RENDERING_CODE, rendering_digest
+from engines.train_cli import DEFAULT_CONFIG
 from streams.errors import FacetrackError
 from streams.recording import read_records
 from streams.sources import open_source
@@ -40,7 +42,7 @@ from tracker.sampling import DEFAULT_POSES, random_camera, random_rotations, ran
 from tracker.scoring import read_predictions, rotation_error_deg, score_clip
 from tracker.synth import load_truth, write_camera_file
 
-from cli_helpers import FACETRACK, facetrack, synth
+from cli_helpers import FACETRACK, assert_one_line_error, facetrack, synth
 
 if TYPE_CHECKING:
     import torch
@@ -181,6 +183,24 @@ def test_cached_renders_are_named_by_the_code_that_makes_them(
     module.write_text("BLUR = 1.5\n")
     assert rendering_digest(("facetrack_probe_shading",)) != before
     assert "tracker.shading" in RENDERING_CODE
+
+
+@pytest.mark.parametrize(("settings", "named"), [
+    ({"projected": 0}, "'projected' must be at least 1"),
+    ({"width": "wide"}, "'width' must be a number"),
+    ({"rendered": 600, "validation": 600}, "'rendered' (600) must exceed 'validation' (600)"),
+    ({"learning_rate": 0}, "'learning_rate' must be above 0"),
+])
+def test_an_untrainable_config_is_refused_in_one_line_before_rendering(
+        tmp_path: Path, settings: dict, named: str) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**json.loads(DEFAULT_CONFIG.read_text()), **settings}))
+    out = tmp_path / "model.onnx"
+    result = subprocess.run([FACETRACK, "train", "--config", str(config), "--out", str(out)],
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "FACETRACK_CACHE": str(tmp_path / "cache")})
+    assert_one_line_error(result, str(config), named)
+    assert not out.exists() and not (tmp_path / "cache").exists()
 
 
 def test_quick_training_lowers_the_loss_and_writes_a_manifest(quick_model: Path) -> None:
