@@ -90,7 +90,7 @@ def test_a_real_still_face_is_steadied(footage_dir: Path, tmp_path: Path) -> Non
     """On real, compressed video the regressor's rotation wanders more from frame to frame than
     on renders: the rotation chains' adaptive gate (5 sigma) must not take that for motion.
     At a gate of 3 sigma the smoothed jitter is a fifth of the raw one or more (checked with
-    regressors 36d39ced, 655b84ee, 0c47511c and ca4c3559); at 5, under a tenth."""
+    regressors 36d39ced, 655b84ee, 0c47511c, ca4c3559 and 7ddd16d2); at 5, under a tenth."""
     jitters = []
     for options in ([], ["--no-smooth"]):
         out = tmp_path / f"single{''.join(options)}.jsonl"
