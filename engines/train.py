@@ -62,6 +62,12 @@ RAYS = ("per landmark: its pixel coordinates through the inverse intrinsics ((u-
 log = logging.getLogger("facetrack.train")
 
 
+# The least each setting may be where it is not 1 (the counts of faces, repeats, layers' width,
+# epochs, batch and threads: with none of them there is nothing to train).
+SETTING_MINIMUM = {"seed": 0, "depth": 0, "weight_decay": 0.0, "projected_expression_trust": 0.0,
+                   "learning_rate": 0.0}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides the trained model."""
@@ -90,6 +96,7 @@ class TrainConfig:
             raise FacetrackError(problem)
 
     def _problem(self) -> str | None:
+        """The first setting no training can run with, named, or None."""
         for field in fields(self):
             value = getattr(self, field.name)
             kinds = (int, float) if field.type == "float" else (int,)
@@ -124,12 +131,6 @@ class TrainConfig:
             return cls(**data)
         except FacetrackError as error:
             raise FacetrackError(f"{path}: {error}") from None
-
-
-# The least each setting may be where it is not 1 (the counts of faces, repeats, layers' width,
-# epochs, batch and threads: with none of them there is nothing to train).
-SETTING_MINIMUM = {"seed": 0, "depth": 0, "weight_decay": 0.0, "projected_expression_trust": 0.0,
-                   "learning_rate": 0.0}
 
 
 QUICK = TrainConfig(rendered=240, projected=4000, validation=40, width=128, depth=1, epochs=4,
