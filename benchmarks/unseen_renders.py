@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -37,30 +38,37 @@ from tracker.scoring import CHANNELS, REGION, correlation, posed_error_mm, rotat
 TURNED = 30.0  # degrees of yaw beyond which a face counts as turned
 
 
-def unseen_faces(model: FaceModel, count: int, seed: int) -> FaceSamples:
+class Unseen(NamedTuple):
+    """The renders and what every regressor is scored against, made once."""
+
+    faces: FaceSamples
+    turned: np.ndarray  # (N,) bool: yaw beyond TURNED
+    neutral: np.ndarray  # (N, n, 3) the true identities' neutral faces, float64
+
+
+def unseen_faces(model: FaceModel, count: int, seed: int) -> Unseen:
     """COUNT renders of SEED (fewer: those MediaPipe found), rendered once and cached."""
     path = cache_dir() / "benchmarks" / f"unseen-{rendering_digest()}-seed{seed}-n{count}.npz"
     if not path.exists():
         print(f"rendering {count} faces into {path}", file=sys.stderr)
         rendered(model, count, seed, progress=False).save(path)
-    return FaceSamples.load(path)
+    faces = FaceSamples.load(path)
+    return Unseen(faces, np.abs(angles(faces.rotation)[:, 0]) > TURNED,
+                  model.vertices(faces.identity, region=REGION).astype(np.float64))
 
 
-def scores(regressor: Path, faces: FaceSamples, model: FaceModel) -> dict[str, float]:
-    """REGRESSOR's single-frame errors on FACES."""
+def scores(regressor: Path, unseen: Unseen, model: FaceModel) -> dict[str, float]:
+    """REGRESSOR's single-frame errors on the UNSEEN faces."""
+    faces = unseen.faces
     engine = OnnxRuntimeEngine(regressor)
     out = engine.infer(model_inputs(faces.landmarks, faces.shading,
                                     faces.camera).astype(np.float32))
     turn = rotation_error_deg(out["rotation"].astype(np.float64), faces.rotation)
-    turned = np.abs(angles(faces.rotation)[:, 0]) > TURNED
     distance = np.linalg.norm(faces.translation, axis=1)
     shift = np.linalg.norm(out["translation"] - faces.translation, axis=1)
-
-    def neutral(identities: np.ndarray) -> np.ndarray:
-        return np.stack([model.vertices(i, region=REGION) for i in identities]).astype(float)
-
-    shape = posed_error_mm(neutral(out["identity"]), neutral(faces.identity), align=True)
-    result = {"rotation": np.median(turn), "rotation_turned": np.median(turn[turned]),
+    shape = posed_error_mm(model.vertices(out["identity"], region=REGION).astype(np.float64),
+                           unseen.neutral, align=True)
+    result = {"rotation": np.median(turn), "rotation_turned": np.median(turn[unseen.turned]),
               "translation": np.median(shift / distance) * 100, "neutral": shape.mean()}
     for channel, names in CHANNELS.items():
         columns = [ICT_EXPRESSION_NAMES.index(name) for name in names]
@@ -79,13 +87,13 @@ def main() -> int:
     filter_native_stderr()
     try:
         model = FaceModel.load()
-        faces = unseen_faces(model, args.faces, args.seed)
-        rows = [(path, scores(path, faces, model)) for path in args.regressor or [DEFAULT_MODEL]]
+        unseen = unseen_faces(model, args.faces, args.seed)
+        rows = [(path, scores(path, unseen, model)) for path in args.regressor or [DEFAULT_MODEL]]
     except FacetrackError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"{len(faces)} faces found of {args.faces} (seed {args.seed}), "
-          f"{int((np.abs(angles(faces.rotation)[:, 0]) > TURNED).sum())} turned over {TURNED:g}°")
+    print(f"{len(unseen.faces)} faces found of {args.faces} (seed {args.seed}), "
+          f"{int(unseen.turned.sum())} turned over {TURNED:g}°")
     print(f"| regressor | rotation ° (median) | turned > {TURNED:g}° | translation % | "
           f"neutral mm | " + " | ".join(f"r {name}" for name in CHANNELS) + " |")
     print("|---" * (5 + len(CHANNELS)) + "|")

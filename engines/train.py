@@ -108,7 +108,7 @@ class TrainConfig:
         if self.rendered <= self.validation:
             return (f"'rendered' ({self.rendered}) must exceed 'validation' "
                     f"({self.validation}): training needs rendered faces of its own")
-        if not 0.0 <= self.projected_expression_trust <= 1.0:
+        if self.projected_expression_trust > 1.0:  # its least, 0, is in SETTING_MINIMUM
             return "'projected_expression_trust' must lie in [0, 1]"
         if self.learning_rate <= 0.0:
             return "'learning_rate' must be above 0"
