@@ -15,6 +15,8 @@ import json
 import logging
 import math
 import multiprocessing
+import os
+import threading
 import time
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
@@ -151,8 +153,10 @@ def rendered_samples(config: TrainConfig, model_path: str | None) -> FaceSamples
     if missing:
         log.info("rendering %d faces for MediaPipe in %d shards", sum(m[1] for m in missing),
                  len(missing))
-        with multiprocessing.get_context("spawn").Pool(min(config.threads, len(missing))) as pool:
-            pool.starmap(_render_shard, missing)
+        with multiprocessing.get_context("spawn").Pool(
+                min(config.threads, len(missing)), _exit_with_parent, (os.getpid(),)) as pool:
+            for done, _ in enumerate(pool.imap_unordered(_render_shard, missing), 1):
+                log.info("rendered %d of %d shards", done, len(missing))
     return FaceSamples.concatenate([FaceSamples.load(path) for path in paths])
 
 
@@ -164,9 +168,24 @@ def rendering_digest(modules: tuple[str, ...] = RENDERING_CODE) -> str:
     return digest.hexdigest()[:8]
 
 
-def _render_shard(path: Path, count: int, seed: int, model_path: str | None) -> None:
-    samples = rendered(FaceModel.load(model_path), count, seed, progress=False)
-    samples.save(path)
+def _render_shard(job: tuple[Path, int, int, str | None]) -> None:
+    """Written under another name first: a worker stopped mid-write leaves no shard that a
+    later run would take for whole."""
+    path, count, seed, model_path = job
+    partial = path.with_name(f"{path.stem}.partial.npz")
+    rendered(FaceModel.load(model_path), count, seed, progress=False).save(partial)
+    partial.replace(path)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Pool initializer: a render worker whose parent was killed (so never ended the pool)
+    exits within a second rather than render on for nobody and then wait forever."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 @dataclass(frozen=True)

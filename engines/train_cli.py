@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from tracker.cli import sigterm_as_interrupt
 from tracker.regressor import DEFAULT_MODEL
 
 DEFAULT_CONFIG = Path(__file__).with_name("configs") / "regressor.json"
@@ -33,12 +34,20 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from engines.base import cache_dir
     from engines.train import QUICK, TrainConfig, train
 
     logging.getLogger("facetrack.train").setLevel(logging.INFO)
     config = QUICK if args.quick else TrainConfig.load(args.config)
     out = args.out or (Path("regressor-quick.onnx") if args.quick else DEFAULT_MODEL)
-    metrics = train(config, out, args.model)
+    try:
+        with sigterm_as_interrupt():
+            metrics = train(config, out, args.model)
+    except KeyboardInterrupt:
+        print(f"facetrack: training interrupted, {out} not written; the faces rendered so far "
+              f"are kept in {cache_dir() / 'training'}, and the next run renders only the rest",
+              file=sys.stderr)
+        return 130
     print(f"wrote {out} and {out.with_suffix('.json').name} in {metrics['train_seconds']} s",
           file=sys.stderr)
     for name, value in metrics["validation"].items():

@@ -24,6 +24,7 @@ from streams.publisher import (
 from streams.recording import read_records
 from streams.sinks import Sinks, add_sink_arguments, open_sinks
 from streams.subscriber import FaceMessage, MetaMessage, Subscriber
+from tracker.cli import sigterm_as_interrupt
 from tracker.expressions import ICT_EXPRESSION_NAMES
 from tracker.pose import angles
 
@@ -71,12 +72,13 @@ def _listen(args: argparse.Namespace) -> int:
         output = _open_csv(args.csv) if args.csv else sys.stdout
         try:
             show = _csv_writer(output) if args.csv else _print_line(output)
-            for message in subscriber:
-                if isinstance(message, MetaMessage):
-                    print(_describe(message), file=sys.stderr, flush=True)
-                    continue
-                show(message)
-                received += 1
+            with sigterm_as_interrupt():  # the rows received so far written out, exit 130
+                for message in subscriber:
+                    if isinstance(message, MetaMessage):
+                        print(_describe(message), file=sys.stderr, flush=True)
+                        continue
+                    show(message)
+                    received += 1
         except KeyboardInterrupt:
             print(f"facetrack: {received} face messages", file=sys.stderr)
             return 130

@@ -4,9 +4,12 @@ truth of a generated clip."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -201,6 +204,66 @@ def test_an_untrainable_config_is_refused_in_one_line_before_rendering(
                             env={**os.environ, "FACETRACK_CACHE": str(tmp_path / "cache")})
     assert_one_line_error(result, str(config), named)
     assert not out.exists() and not (tmp_path / "cache").exists()
+
+
+def _living_children(pid: int) -> list[int]:
+    """PID's child processes that have not exited (a zombie has: only its reaping is due)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if not children.exists():
+        return []
+    return [int(c) for c in children.read_text().split() if _alive(int(c))]
+
+
+def _spawned(pids: list[int]) -> list[int]:
+    """Those of PIDS that are multiprocessing's spawned workers."""
+    found = []
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError):
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads processes from /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_stopped_training_leaves_no_render_workers(tmp_path: Path, sig: signal.Signals) -> None:
+    """SIGTERM stops `facetrack train` as Ctrl-C does, its workers with it, in one line; a
+    killed one's workers notice and exit rather than render on for nobody."""
+    out, log = tmp_path / "model.onnx", tmp_path / "stderr.txt"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [FACETRACK, "train", "--out", str(out)], stderr=stderr, text=True,
+            env={**os.environ, "FACETRACK_CACHE": str(tmp_path / "cache")})
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(_spawned(workers := _living_children(process.pid))) < 2:  # the renderers
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        time.sleep(3)  # into MediaPipe's work
+        process.send_signal(sig)
+        process.wait(timeout=60)
+        deadline = time.monotonic() + 20
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(w) for w in workers), "render workers outlived their parent"
+    finally:
+        for pid in [process.pid, *workers]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert not out.exists()
+    if sig == signal.SIGTERM:
+        assert process.returncode == 130
+        lines = log.read_text().splitlines()
+        assert "Traceback" not in log.read_text()
+        assert lines[-1].startswith("facetrack: training interrupted") and "cache" in lines[-1]
 
 
 def test_quick_training_lowers_the_loss_and_writes_a_manifest(quick_model: Path) -> None:

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import signal
 import sys
 import time
-from collections.abc import Iterator
 
 from tqdm import tqdm
 
@@ -23,6 +21,7 @@ from streams.sources import Source, open_source
 from streams.video_writer import VideoWriter
 from streams.window import Window, display_available
 from tracker.arguments import in_range, positive
+from tracker.cli import sigterm_as_interrupt
 from tracker.face_model import FaceModel
 from tracker.overlay import Overlay
 from tracker.pipeline import FaceTracker, frames_ahead
@@ -170,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
             total=source.length, unit="frame", disable=args.quiet, file=sys.stderr,
             dynamic_ncols=True, desc=_short(args.source)))
         try:
-            with _sigterm_as_interrupt():
+            with sigterm_as_interrupt():  # sinks flushed and closed, exit 130
                 for frame, faces, started in processed:
                     if sinks:
                         if not sinks.header_sent:
@@ -260,16 +259,6 @@ def _finish(args: argparse.Namespace, source: Source, stats: RunStats, interrupt
         print(f"facetrack: interrupted after {stats.frames} frames{kept}", file=sys.stderr)
         return 130
     return 1 if source.warnings else 0
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM ends the run the way Ctrl-C does: sinks flushed and closed, exit 130."""
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _short(text: str, width: int = 24) -> str:
