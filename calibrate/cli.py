@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import cv2
@@ -28,7 +26,7 @@ from streams.errors import FacetrackError, SinkError
 from streams.frame import Frame
 from streams.sources import open_source
 from streams.window import Window, display_available
-from tracker.arguments import positive
+from tracker.arguments import check_writable, positive
 from tracker.expressions import ICT_EXPRESSION_NAMES
 
 if TYPE_CHECKING:
@@ -140,7 +138,7 @@ def _board_of(args: argparse.Namespace) -> Board:
 
 def _camera(args: argparse.Namespace) -> int:
     board = _board_of(args)
-    _check_writable(args.out)
+    check_writable(args.out)
     source = open_source(args.source)
     with contextlib.ExitStack() as stack:
         stack.callback(source.close)
@@ -173,7 +171,7 @@ def _face(args: argparse.Namespace) -> int:
     from tracker.regressor import Regressor
 
     camera = load_camera(args.camera) if args.camera else None
-    _check_writable(args.out)
+    check_writable(args.out)
     source = open_source(args.source)
     script = Script(args.seconds, args.routine) if source.live else None
     with contextlib.ExitStack() as stack:
@@ -209,12 +207,6 @@ def _face(args: argparse.Namespace) -> int:
           f"{'; ranges from ' + str(frames['routine']) + ' frames' if args.routine else ''}"
           f" -> {args.out}")
     return 0
-
-
-def _check_writable(path: str) -> None:
-    folder = Path(path).resolve().parent
-    if not (folder.is_dir() and os.access(folder, os.W_OK)):
-        raise SinkError(f"cannot write {path}: {folder} is not a writable folder")
 
 
 def _display(stack: contextlib.ExitStack) -> CoverageDisplay | None:

@@ -8,6 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
+from streams.errors import SinkError
+from tracker.arguments import check_writable
 from tracker.cli import sigterm_as_interrupt
 from tracker.regressor import DEFAULT_MODEL
 
@@ -40,6 +42,11 @@ def _train(args: argparse.Namespace) -> int:
     logging.getLogger("facetrack.train").setLevel(logging.INFO)
     config = QUICK if args.quick else TrainConfig.load(args.config)
     out = args.out or (Path("regressor-quick.onnx") if args.quick else DEFAULT_MODEL)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SinkError(f"cannot write {out}: {error.strerror}") from None
+    check_writable(out)  # now, not after hours of rendering and training
     try:
         with sigterm_as_interrupt():
             metrics = train(config, out, args.model)

@@ -187,6 +187,15 @@ def test_too_few_views_is_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "cam.json").exists()
 
 
+@pytest.mark.parametrize("where", ["a folder", "under a file"])
+def test_an_unwritable_camera_file_is_refused_before_capture(tmp_path: Path, where: str) -> None:
+    (tmp_path / "file").write_text("")
+    out = tmp_path if where == "a folder" else tmp_path / "file" / "cam.json"
+    result = facetrack("calibrate", "camera", "--source", str(tmp_path / "missing.mp4"),
+                       "--board", "9x6", "--square", "25", "--out", str(out))
+    assert_one_line_error(result, f"cannot write {out}")  # not the missing source: it is later
+
+
 def test_wrong_board_size_says_none_found(tmp_path: Path) -> None:
     frames, _ = calibration_frames(CHECKERBOARD, sharp=1, blurred=0, repeats=0, whole=True,
                                    seed=3)

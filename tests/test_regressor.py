@@ -206,6 +206,17 @@ def test_an_untrainable_config_is_refused_in_one_line_before_rendering(
     assert not out.exists() and not (tmp_path / "cache").exists()
 
 
+@pytest.mark.parametrize("where", ["a folder", "under a file"])
+def test_an_unwritable_model_path_is_refused_before_training(tmp_path: Path, where: str) -> None:
+    (tmp_path / "file").write_text("")
+    out = tmp_path if where == "a folder" else tmp_path / "file" / "model.onnx"
+    result = subprocess.run([FACETRACK, "train", "--quick", "--out", str(out)],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "FACETRACK_CACHE": str(tmp_path / "cache")})
+    assert_one_line_error(result, f"cannot write {out}")
+    assert not (tmp_path / "cache").exists(), "rendered before the path was checked"
+
+
 def _living_children(pid: int) -> list[int]:
     """PID's child processes that have not exited (a zombie has: only its reaping is due)."""
     children = Path(f"/proc/{pid}/task/{pid}/children")

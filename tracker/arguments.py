@@ -1,10 +1,15 @@
 """argparse types for numbers within bounds, shared by every facetrack command: a bad value is
-argparse's one-line usage error, never a traceback."""
+argparse's one-line usage error, never a traceback. And the check of an output file's path that
+commands make before their work, not after it."""
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
+
+from streams.errors import SinkError
 
 Number = int | float
 
@@ -29,3 +34,17 @@ def _checked(kind: type[int] | type[float], test: Callable[[Number], bool],
 
     parse.__name__ = kind.__name__  # argparse names the type in its "invalid int value" error
     return parse
+
+
+def check_writable(path: str | Path) -> None:
+    """A one-line error unless a file can be made at PATH, tried for real in its folder: file
+    permissions do not bind root, and a special folder such as /proc refuses new files."""
+    target = Path(path)
+    if target.is_dir():
+        raise SinkError(f"cannot write {path}: it is a folder")
+    try:
+        with tempfile.TemporaryFile(dir=target.resolve().parent):
+            pass
+    except OSError:
+        raise SinkError(f"cannot write {path}: {target.resolve().parent} is not a writable "
+                        "folder") from None
