@@ -36,11 +36,15 @@ class VideoWriter:
         try:
             # FFmpeg opens the file only at the first packet: find out now, not mid-run.
             self.path.open("wb").close()
-            self._container = av.open(str(self.path), "w")
         except OSError as error:
             raise SinkError(f"cannot write video {self.path}: {error.strerror}") from None
-        except av.FFmpegError as error:
-            raise SinkError(f"cannot write video {self.path}: {error}") from None
+        try:
+            self._container = av.open(str(self.path), "w")
+        except (av.FFmpegError, ValueError) as error:  # ValueError: an unknown extension
+            self.path.unlink()
+            reason = ("FFmpeg tells the container from the name's end: use .mp4, .mkv, .mov "
+                      "or .avi" if isinstance(error, ValueError) else error)
+            raise SinkError(f"cannot write video {self.path}: {reason}") from None
         self._stream = None
         self._last_pts = -1
         self._thread = threading.Thread(target=self._encode_loop, name="video-writer",

@@ -84,11 +84,18 @@ def test_bad_source(tmp_path: Path, make_source, words: list[str]) -> None:
     assert not (tmp_path / "out.jsonl").exists(), "nothing written for a source never opened"
 
 
-@pytest.mark.parametrize("flag", ["--record", "--output"])
-def test_unwritable_output(footage_dir: Path, tmp_path: Path, flag: str) -> None:
-    target = tmp_path / "no-such-dir" / "out.mp4"
+@pytest.mark.parametrize(("flag", "name", "words"), [
+    ("--record", "no-such-dir/out.jsonl", []),
+    ("--output", "no-such-dir/out.mp4", []),
+    ("--output", "out.xyz", ["use .mp4"]),
+    ("--output", "out", ["use .mp4"]),
+])
+def test_unwritable_output(footage_dir: Path, tmp_path: Path, flag: str, name: str,
+                           words: list[str]) -> None:
+    target = tmp_path / name
     result = facetrack("run", "--source", str(footage_dir / "single_face.jpg"), flag, str(target))
-    assert_one_line_error(result, str(target))
+    assert_one_line_error(result, str(target), *words)
+    assert not target.exists()
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
