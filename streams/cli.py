@@ -24,7 +24,7 @@ from streams.publisher import (
 from streams.recording import read_records
 from streams.sinks import Sinks, add_sink_arguments, open_sinks
 from streams.subscriber import FaceMessage, MetaMessage, Subscriber
-from tracker.cli import sigterm_as_interrupt
+from tracker.cli import sigterm_as_interrupt, warn
 from tracker.expressions import ICT_EXPRESSION_NAMES
 from tracker.pose import angles
 
@@ -136,14 +136,15 @@ def _csv_writer(output: TextIO) -> Callable[[FaceMessage], None]:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    header, records = read_records(args.recording)
+    warnings: list[str] = []
+    header, records = read_records(args.recording, warnings)
     if args.speed <= 0:
         raise FacetrackError(f"--speed must be positive, got {args.speed}")
     if not (args.publish or args.vmc):
         raise FacetrackError("nothing to replay to: add --publish ENDPOINT and/or --vmc HOST")
     with open_sinks(args) as sinks:
         replay(header, records, sinks, args.speed)
-    return 0
+    return warn(warnings)
 
 
 def replay(header: dict, records: list[dict], sinks: Sinks, speed: float = 1.0) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 
 from streams.errors import FacetrackError, SinkError
 from streams.recording import read_records, tracked_face
+from tracker.cli import warn
 from tracker.expressions import ARKIT_NAMES, to_arkit
 from tracker.pose import angles
 
@@ -63,7 +64,8 @@ def add_export_command(sub: argparse._SubParsersAction) -> None:
 def _export(args: argparse.Namespace) -> int:
     if not (args.csv or args.gltf):
         raise FacetrackError("nothing to export: add --csv OUT.csv and/or --gltf OUT.glb")
-    header, records = read_records(args.recording)
+    warnings: list[str] = []
+    header, records = read_records(args.recording, warnings)
     frames = [(record, face) for record in records
               if (face := tracked_face(record, args.track)) is not None]
     if not frames:
@@ -79,7 +81,7 @@ def _export(args: argparse.Namespace) -> int:
 
         write_glb(args.gltf, header, frames, args.model)
         print(f"facetrack: {len(frames)} frames to {args.gltf}", file=sys.stderr)
-    return 0
+    return warn(warnings)
 
 
 def timecode(seconds: float) -> str:

@@ -47,18 +47,28 @@ class Recorder:
         self.close()
 
 
-def read_records(path: str | Path) -> tuple[dict, list[dict]]:
-    """(header, frame records) of a recording."""
+def read_records(path: str | Path,
+                 warnings: list[str] | None = None) -> tuple[dict, list[dict]]:
+    """(header, frame records) of a recording. A last line cut short (a disk that filled, a
+    copy taken while the run still wrote) is an error, or, given WARNINGS, left out with a
+    warning added to it: the frames before it are whole."""
     try:
         with open(path, "rb") as file:
-            lines = [orjson.loads(line) for line in file if line.strip()]
+            lines = [(number, line) for number, line in enumerate(file, 1) if line.strip()]
     except OSError as error:
         raise SinkError(f"cannot read recording {path}: {error.strerror}") from None
-    except orjson.JSONDecodeError as error:
-        raise SinkError(f"{path} is not a facetrack recording: {error}") from None
-    if not lines or lines[0].get("type") != "header":
+    records = []
+    for number, line in lines:
+        try:
+            records.append(orjson.loads(line))
+        except orjson.JSONDecodeError as error:
+            if warnings is None or number != lines[-1][0] or line.endswith(b"\n"):
+                raise SinkError(f"{path} is not a facetrack recording: line {number}: "
+                                f"{error.msg}") from None
+            warnings.append(f"{path}: its last line ({number}) is cut short and left out")
+    if not records or records[0].get("type") != "header":
         raise SinkError(f"{path} is not a facetrack recording: no header line")
-    return lines[0], lines[1:]
+    return records[0], records[1:]
 
 
 def tracked_face(record: dict, track: int | None = None) -> dict | None:

@@ -160,6 +160,28 @@ def test_csv_in_live_link_face_layout(recording: Path, tmp_path: Path) -> None:
                                              for record, _ in faces]
 
 
+def test_a_recording_cut_mid_line_exports_its_whole_frames(recording: Path,
+                                                           tmp_path: Path) -> None:
+    """A recording whose writer stopped mid-line (a full disk, a copy of a live run): export
+    keeps the frames before the cut and warns (exit 1); a bad line elsewhere is still refused."""
+    text = recording.read_bytes()
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(text[:len(text) * 2 // 3])
+    whole = cut.read_bytes().count(b"\n") - 1  # frame lines before the cut one
+    result = facetrack("export", str(cut), "--csv", str(tmp_path / "cut.csv"))
+    assert result.returncode == 1, result.stderr
+    assert f"warning: {cut}: its last line ({whole + 2}) is cut short" in result.stderr
+    _, records = read_records(recording)
+    tracked = sum(tracked_face(record) is not None for record in records[:whole])
+    assert tracked > 0
+    assert len((tmp_path / "cut.csv").read_text().splitlines()) == tracked + 1
+    lines = text.splitlines(keepends=True)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_bytes(b"".join(lines[:5] + [lines[5][:40] + b"\n"] + lines[6:]))
+    assert_one_line_error(facetrack("export", str(broken), "--csv", str(tmp_path / "b.csv")),
+                          "not a facetrack recording: line 6")
+
+
 def test_timecodes_count_frames_at_60_fps() -> None:
     assert timecode(0.0) == "00:00:00:00.000"
     assert timecode(3723.5) == "01:02:03:30.000"

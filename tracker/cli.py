@@ -78,6 +78,14 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def warn(warnings: list[str]) -> int:
+    """Print each warning as one line; returns the exit status of a command that finished with
+    them: 1 when there were any (its output is partial), else 0."""
+    for warning in warnings:
+        print(f"facetrack: warning: {warning}", file=sys.stderr)
+    return 1 if warnings else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # --debug is accepted anywhere on the line, not only before the subcommand.

@@ -21,7 +21,7 @@ from streams.sources import Source, open_source
 from streams.video_writer import VideoWriter
 from streams.window import Window, display_available
 from tracker.arguments import in_range, positive
-from tracker.cli import sigterm_as_interrupt
+from tracker.cli import sigterm_as_interrupt, warn
 from tracker.face_model import FaceModel
 from tracker.overlay import Overlay
 from tracker.pipeline import FaceTracker, frames_ahead
@@ -252,13 +252,12 @@ def _postfix(stats: RunStats, faces: list[TrackedFace], source: Source,
 def _finish(args: argparse.Namespace, source: Source, stats: RunStats, interrupted: bool) -> int:
     if not args.quiet:
         print(f"facetrack: {stats.summary()}", file=sys.stderr)
-    for warning in source.warnings:
-        print(f"facetrack: warning: {warning}", file=sys.stderr)
+    status = warn(source.warnings)
     if interrupted:
         kept = f", all recorded in {args.record}" if args.record else ""
         print(f"facetrack: interrupted after {stats.frames} frames{kept}", file=sys.stderr)
         return 130
-    return 1 if source.warnings else 0
+    return status
 
 
 def _short(text: str, width: int = 24) -> str:
