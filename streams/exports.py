@@ -13,6 +13,7 @@ import numpy as np
 
 from streams.errors import FacetrackError, SinkError
 from streams.recording import read_records, tracked_face
+from tracker.arguments import check_distinct
 from tracker.cli import warn
 from tracker.expressions import ARKIT_NAMES, to_arkit
 from tracker.pose import angles
@@ -64,6 +65,7 @@ def add_export_command(sub: argparse._SubParsersAction) -> None:
 def _export(args: argparse.Namespace) -> int:
     if not (args.csv or args.gltf):
         raise FacetrackError("nothing to export: add --csv OUT.csv and/or --gltf OUT.glb")
+    check_distinct({"the recording": args.recording, "--csv": args.csv, "--gltf": args.gltf})
     warnings: list[str] = []
     header, records = read_records(args.recording, warnings)
     frames = [(record, face) for record in records

@@ -98,6 +98,24 @@ def test_unwritable_output(footage_dir: Path, tmp_path: Path, flag: str, name: s
     assert not target.exists()
 
 
+@pytest.mark.parametrize(("flags", "named"), [
+    (["--output", "{source}"], "--source and --output"),
+    (["--record", "{source}"], "--source and --record"),
+    (["--output", "{tmp}/out.mp4", "--record", "{tmp}/./out.mp4"], "--output and --record"),
+])
+def test_outputs_never_write_over_the_source_or_each_other(footage_dir: Path, tmp_path: Path,
+                                                           flags: list[str], named: str) -> None:
+    """Opening an output empties it: over the source it would wipe the video being read."""
+    source = tmp_path / "take.mp4"
+    source.write_bytes((footage_dir / "single_face.mp4").read_bytes())
+    before = source.read_bytes()
+    result = facetrack("run", "--source", str(source),
+                       *(f.format(source=source, tmp=tmp_path) for f in flags))
+    assert_one_line_error(result, named, "different files")
+    assert source.read_bytes() == before
+    assert not (tmp_path / "out.mp4").exists()
+
+
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     result = facetrack("run", "--source", str(tmp_path / "missing.mp4"), "--debug")
     assert result.returncode != 0 and "Traceback" in result.stderr

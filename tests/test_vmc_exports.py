@@ -243,6 +243,10 @@ def test_bad_exports_are_one_line_errors(recording: Path, footage_dir: Path,
     assert_one_line_error(facetrack("export", str(recording), "--csv", str(tmp_path / "a.csv"),
                                     "--track", "99"), "no tracked face of track 99")
     assert_one_line_error(facetrack("export", str(recording)), "nothing to export")
+    before = recording.read_bytes()
+    assert_one_line_error(facetrack("export", str(recording), "--csv", str(recording)),
+                          "the recording and --csv both name")
+    assert recording.read_bytes() == before
     header = recording.read_text().splitlines()[0]
     empty = tmp_path / "empty.jsonl"
     empty.write_text(header + '\n{"frame": 0, "time": 0.0, "faces": []}\n')

@@ -1,5 +1,5 @@
 """argparse types for numbers within bounds, shared by every facetrack command: a bad value is
-argparse's one-line usage error, never a traceback. And the check of an output file's path that
+argparse's one-line usage error, never a traceback. And the checks of output files' paths that
 commands make before their work, not after it."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from streams.errors import SinkError
+from streams.errors import FacetrackError, SinkError
 
 Number = int | float
 
@@ -48,3 +48,18 @@ def check_writable(path: str | Path) -> None:
     except OSError:
         raise SinkError(f"cannot write {path}: {target.resolve().parent} is not a writable "
                         "folder") from None
+
+
+def check_distinct(files: dict[str, str | Path | None]) -> None:
+    """A one-line error when two of the options (name -> file, None for unset) name one file:
+    an output is emptied when it is opened, so `--output` over `--source` would wipe the video
+    being read, and two outputs would write over each other."""
+    seen: dict[Path, str] = {}
+    for option, name in files.items():
+        if name is None:
+            continue
+        path = Path(name).resolve()
+        if path in seen:
+            raise FacetrackError(f"{seen[path]} and {option} both name {name}: give them "
+                                 "different files")
+        seen[path] = option

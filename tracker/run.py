@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import sys
 import time
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -20,7 +21,7 @@ from streams.sinks import Sinks, add_sink_arguments, open_sinks
 from streams.sources import Source, open_source
 from streams.video_writer import VideoWriter
 from streams.window import Window, display_available
-from tracker.arguments import in_range, positive
+from tracker.arguments import check_distinct, in_range, positive
 from tracker.cli import sigterm_as_interrupt, warn
 from tracker.face_model import FaceModel
 from tracker.overlay import Overlay
@@ -137,6 +138,8 @@ class RunStats:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_distinct({"--source": args.source if Path(args.source).is_file() else None,
+                    "--output": args.output, "--record": args.record})
     camera = load_camera(args.camera) if args.camera else None
     profile = FaceProfile.load(args.profile) if args.profile else None
     smoother = _smoother(args)
