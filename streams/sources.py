@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import logging
 import re
 import time
 from abc import ABC, abstractmethod
@@ -26,6 +27,8 @@ from streams.frame import Frame
 from streams.prefetch import Prefetch
 from tracker.arguments import positive
 
+RETRY_SECONDS = 0.5  # between tries to reopen a live stream that dropped
+log = logging.getLogger("facetrack.sources")
 URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 GLOB = re.compile(r"[*?[]")
 # What cv2.imread reads; anything else in a folder is not an image of the sequence.
@@ -116,21 +119,20 @@ class VideoSource(Source):
     A network stream whose container reports a duration (a file on a web server, a recorded
     stream) is read like a file: every frame, times from its pts. Without a duration it is
     live: newest frame wins and ``time`` is the monotonic clock when the frame was decoded.
+    A live stream that ends or breaks off is opened again, for up to ``reconnect`` seconds,
+    and its frame numbers go on from where they stopped.
     The first frame is decoded on open, so an undecodable input fails here, not mid-run, and
     ``size`` is the displayed size (after any rotation the container asks for).
     """
 
-    def __init__(self, spec: str, *, url: bool, realtime: bool, timeout: float) -> None:
+    def __init__(self, spec: str, *, url: bool, realtime: bool, timeout: float,
+                 reconnect: float = 0.0) -> None:
         self._timeout = timeout
-        self._container = _open_container(spec, url=url, timeout=timeout)
-        try:
-            self._stream = self._container.streams.video[0]
-        except IndexError:
-            self._container.close()
-            raise SourceError(f"no video stream in {spec}") from None
-        live = url and self._container.duration is None
-        # Frame threading holds back a frame per thread: fine for files, latency for live.
-        self._stream.thread_type = "SLICE" if live else "AUTO"
+        self._reconnect = reconnect
+        self._lost_at: float | None = None  # when the live stream last dropped, until a frame
+        container = _open_container(spec, url=url, timeout=timeout)
+        live = url and container.duration is None
+        self._attach(container, spec, live)
         rate = self._stream.average_rate or self._stream.guessed_rate
         super().__init__(
             spec,
@@ -139,7 +141,6 @@ class VideoSource(Source):
             length=None if live else _frame_count(self._stream),
             realtime=realtime and not live,
         )
-        self._decoded = self._container.decode(self._stream)
         try:
             self._first = self._frame(next(self._decoded), 0)
         except (StopIteration, av.FFmpegError) as error:
@@ -148,20 +149,63 @@ class VideoSource(Source):
             raise SourceError(f"cannot decode {spec}: {reason}") from None
         self.size = self._first.size
 
+    def _attach(self, container: av.container.InputContainer, spec: str, live: bool) -> None:
+        """Read CONTAINER's first video stream from now on."""
+        try:
+            self._stream = container.streams.video[0]
+        except IndexError:
+            container.close()
+            raise SourceError(f"no video stream in {spec}") from None
+        self._container = container
+        # Frame threading holds back a frame per thread: fine for files, latency for live.
+        self._stream.thread_type = "SLICE" if live else "AUTO"
+        self._decoded = container.decode(self._stream)
+
     def _read(self) -> Iterator[Frame]:
         yield self._first
         index = 1
-        try:
-            for decoded in self._decoded:
-                yield self._frame(decoded, index)
-                index += 1
-        except av.FFmpegError as error:
-            self.warnings.append(f"decoding stopped at frame {index}: {self._reason(error)}")
-            return
-        if self.length and index < self.length:
+        while True:
+            lost = None
+            try:
+                for decoded in self._decoded:
+                    yield self._frame(decoded, index)
+                    index += 1
+                    self._lost_at = None
+            except av.FFmpegError as error:
+                lost = self._reason(error)
+            if not (self.live and self._reconnect):
+                break
+            lost = lost or "the stream ended"
+            log.warning("%s: %s at frame %d; trying to reconnect for %g s", self.name, lost,
+                        index, self._reconnect)
+            if not self._reopen():
+                self.warnings.append(f"{lost} at frame {index}, and it did not come back "
+                                     f"within {self._reconnect:g} s")
+                return
+            log.warning("%s: reconnected", self.name)
+        if lost:
+            self.warnings.append(f"decoding stopped at frame {index}: {lost}")
+        elif self.length and index < self.length:
             self.warnings.append(
                 f"decoding stopped at frame {index} of {self.length}: the file ends early"
             )
+
+    def _reopen(self) -> bool:
+        """Open the live stream again (a camera rebooting, a network that dropped), trying
+        until `reconnect` seconds have passed since it was lost or the source is closed; True
+        once it is back. The time runs on over reopenings that bring no frame."""
+        self._container.close()
+        self._lost_at = self._lost_at or time.monotonic()
+        deadline = self._lost_at + self._reconnect
+        while not self._closed and (left := deadline - time.monotonic()) > 0:
+            try:
+                self._attach(_open_container(self.name, url=True,
+                                             timeout=min(self._timeout, left)),
+                             self.name, live=True)
+                return True
+            except SourceError:
+                time.sleep(min(RETRY_SECONDS, max(deadline - time.monotonic(), 0.0)))
+        return False
 
     def _frame(self, decoded: av.VideoFrame, index: int) -> Frame:
         """The frame with its time, and its image as a player shows it: turned upright by the
@@ -246,17 +290,21 @@ class ImageSource(Source):
         """Nothing stays open between images."""
 
 
-def open_source(spec: str, *, realtime: bool = False, timeout: float = 10.0) -> Source:
+def open_source(spec: str, *, realtime: bool = False, timeout: float = 10.0,
+                reconnect: float = 0.0) -> Source:
     """Open what ``spec`` names: a URL, a camera ("0", /dev/video0), an image, folder or glob
     of images, or a video file.
 
     ``realtime`` paces a file at its own frame rate (live sources already are); ``timeout`` is
-    how long a network stream may stay silent, on open and while reading.
+    how long a network stream may stay silent, on open and while reading; ``reconnect`` is how
+    long to keep trying to open a live network stream again when it ends or breaks off (0: the
+    source ends there).
     """
     if not spec:
         raise SourceError("no source given")
     if URL.match(spec):
-        return VideoSource(spec, url=True, realtime=realtime, timeout=timeout)
+        return VideoSource(spec, url=True, realtime=realtime, timeout=timeout,
+                           reconnect=reconnect)
     if spec.isdigit() or spec.startswith("/dev/video"):
         return CameraSource(spec)
     path = Path(spec)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import io
+import signal
 import socket
+import subprocess
 import threading
 import time
 import wave
@@ -20,7 +22,10 @@ import pytest
 
 from streams.errors import SourceError
 from streams.prefetch import Prefetch
+from streams.recording import read_records
 from streams.sources import list_cameras, open_source
+
+from cli_helpers import FACETRACK
 
 STREAM_FRAMES = 72  # single_face.mp4, re-encoded as MPEG-TS for the network tests
 
@@ -67,17 +72,22 @@ def mpegts_bytes(footage_dir: Path) -> bytes:
 
 
 @contextmanager
-def paced_tcp_stream(data: bytes, seconds: float) -> Iterator[str]:
-    """Send ``data`` to one client over TCP, spread evenly over ``seconds``: a live stream."""
+def paced_tcp_stream(data: bytes, seconds: float, cut: float | None = None) -> Iterator[str]:
+    """Send ``data`` to one client over TCP, spread evenly over ``seconds``: a live stream.
+    With ``cut``, the first client gets only that share of it before the connection drops, and
+    the next one all of it: a stream that broke off and came back."""
     listener = socket.create_server(("127.0.0.1", 0))
+    sends = [data] if cut is None else [data[: int(len(data) * cut)], data]
 
     def send() -> None:
-        connection, _ = listener.accept()
-        with connection, suppress(OSError):  # the client may hang up first
-            chunks = 48
-            for k in range(chunks):
-                connection.sendall(data[k * len(data) // chunks : (k + 1) * len(data) // chunks])
-                time.sleep(seconds / chunks)
+        for part in sends:
+            connection, _ = listener.accept()
+            with connection, suppress(OSError):  # the client may hang up first
+                chunks = round(48 * len(part) / len(data))
+                for k in range(chunks):
+                    connection.sendall(
+                        part[k * len(part) // chunks : (k + 1) * len(part) // chunks])
+                    time.sleep(seconds / 48)
 
     sender = threading.Thread(target=send, daemon=True)
     sender.start()
@@ -85,7 +95,7 @@ def paced_tcp_stream(data: bytes, seconds: float) -> Iterator[str]:
         yield f"tcp://127.0.0.1:{listener.getsockname()[1]}"
     finally:
         listener.close()
-        sender.join(seconds + 5)
+        sender.join(seconds * len(sends) + 5)
 
 
 @pytest.fixture
@@ -275,6 +285,51 @@ def test_live_tcp_stream_keeps_the_newest_frame(mpegts_bytes: bytes) -> None:
     assert dropped > 0 and len(frames) + dropped == STREAM_FRAMES
     assert np.all(np.diff([frame.index for frame in frames]) > 0)
     assert np.all(np.diff([frame.time for frame in frames]) > 0)
+
+
+def test_live_stream_that_drops_is_reopened(mpegts_bytes: bytes) -> None:
+    """The stream breaks off at 60% and comes back: reading goes on with the next frame
+    number; when it ends and does not come back within ``reconnect`` s, the source ends with
+    a warning that says so."""
+    with (
+        paced_tcp_stream(mpegts_bytes, seconds=STREAM_FRAMES / 30, cut=0.6) as url,
+        open_source(url, timeout=5, reconnect=2) as source,
+    ):
+        frames = list(source)
+        waited = time.monotonic() - frames[-1].time  # live frames' times are the clock's
+        warnings, dropped = source.warnings, source.dropped
+    assert STREAM_FRAMES + 10 < len(frames) + dropped < 2 * STREAM_FRAMES  # both connections'
+    assert [frame.index for frame in frames] == sorted({frame.index for frame in frames})
+    assert np.all(np.diff([frame.time for frame in frames]) > 0)
+    assert warnings == [f"the stream ended at frame {frames[-1].index + 1}, and it did not "
+                        "come back within 2 s"]
+    assert 2 <= waited < 5
+
+
+def test_a_run_goes_on_across_a_dropped_stream_and_stops_at_ctrl_c(mpegts_bytes: bytes,
+                                                                   tmp_path: Path) -> None:
+    """`facetrack run` on a live stream that breaks off and comes back records both parts; when
+    it ends for good, Ctrl-C stops the run while it waits to reconnect (`--reconnect` 60 s)."""
+    record, log = tmp_path / "live.jsonl", tmp_path / "stderr.txt"
+    with (
+        paced_tcp_stream(mpegts_bytes, seconds=STREAM_FRAMES / 30, cut=0.6) as url,
+        log.open("w") as stderr,
+    ):
+        process = subprocess.Popen([FACETRACK, "run", "--source", url, "--record", str(record),
+                                    "--reconnect", "60", "--quiet"], stderr=stderr)
+        deadline = time.monotonic() + 60
+        while log.read_text().count("trying to reconnect") < 2:  # the second part ended too
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        time.sleep(1)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 130, log.read_text()
+    assert "reconnected" in log.read_text() and "Traceback" not in log.read_text()
+    _, frames = read_records(record)
+    numbers = [frame["frame"] for frame in frames]
+    assert numbers == sorted(set(numbers)) and numbers[-1] > STREAM_FRAMES  # both parts
+    assert sum(any(f["status"] == "tracking" for f in frame["faces"])
+               for frame in frames if frame["frame"] > STREAM_FRAMES * 0.6) > 20
 
 
 def test_file_over_http_is_read_like_a_file(http_footage: str) -> None:

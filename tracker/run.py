@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from calibrate.intrinsics import Intrinsics, load_camera
 from calibrate.profile import FaceProfile
@@ -65,6 +66,10 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
                    help="track up to N faces (default 1)")
     p.add_argument("--realtime", action="store_true",
                    help="pace a file at its own frame rate instead of as fast as possible")
+    p.add_argument("--reconnect", type=in_range(float, 0, 86400), default=30.0,
+                   metavar="SECONDS",
+                   help="how long to keep trying to reopen a live network stream that drops "
+                        "(default 30; 0: the run ends with it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or status line")
     p.add_argument("--focal", type=positive(float), metavar="PIXELS",
                    help="the camera's focal length in pixels, when known but not calibrated")
@@ -143,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     camera = load_camera(args.camera) if args.camera else None
     profile = FaceProfile.load(args.profile) if args.profile else None
     smoother = _smoother(args)
-    source = open_source(args.source, realtime=args.realtime)
+    source = open_source(args.source, realtime=args.realtime, reconnect=args.reconnect)
     stats = RunStats()
     interrupted = False
     with contextlib.ExitStack() as stack:
@@ -171,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
         progress = stack.enter_context(tqdm(
             total=source.length, unit="frame", disable=args.quiet, file=sys.stderr,
             dynamic_ncols=True, desc=_short(args.source)))
+        stack.enter_context(logging_redirect_tqdm())  # a warning mid-run, above the bar
         try:
             with sigterm_as_interrupt():  # sinks flushed and closed, exit 130
                 for frame, faces, started in processed:
