@@ -52,20 +52,23 @@ def read_records(path: str | Path,
     """(header, frame records) of a recording. A last line cut short (a disk that filled, a
     copy taken while the run still wrote) is an error, or, given WARNINGS, left out with a
     warning added to it: the frames before it are whole."""
+    records = []
     try:
         with open(path, "rb") as file:
-            lines = [(number, line) for number, line in enumerate(file, 1) if line.strip()]
+            for number, line in enumerate(file, 1):
+                if not line.strip():
+                    continue
+                try:
+                    records.append(orjson.loads(line))
+                except orjson.JSONDecodeError as error:
+                    # Only the file's last line can lack its newline.
+                    if warnings is None or line.endswith(b"\n"):
+                        raise SinkError(f"{path} is not a facetrack recording: line {number}: "
+                                        f"{error.msg}") from None
+                    warnings.append(f"{path}: its last line ({number}) is cut short and left "
+                                    "out")
     except OSError as error:
         raise SinkError(f"cannot read recording {path}: {error.strerror}") from None
-    records = []
-    for number, line in lines:
-        try:
-            records.append(orjson.loads(line))
-        except orjson.JSONDecodeError as error:
-            if warnings is None or number != lines[-1][0] or line.endswith(b"\n"):
-                raise SinkError(f"{path} is not a facetrack recording: line {number}: "
-                                f"{error.msg}") from None
-            warnings.append(f"{path}: its last line ({number}) is cut short and left out")
     if not records or records[0].get("type") != "header":
         raise SinkError(f"{path} is not a facetrack recording: no header line")
     return records[0], records[1:]
