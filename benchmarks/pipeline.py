@@ -5,10 +5,11 @@
 Without --clip it makes a 640×480 clip (the WolfgangLanger footage, letterboxed) in a temporary
 folder. Each round runs the floor; the pipeline's stages one after another on one thread, each
 timed; and ``facetrack run``'s own loop, where MediaPipe finds the next frame's landmarks on a
-second thread while a frame is fitted (`FaceTracker.stream`), without and with H.264 output;
-and that loop fed at the clip's frame rate, as a camera feeds it, next to the same loop on one
-thread, for the latency a live user sees. The rounds alternate in one process, so all see the
-same machine state; the table gives the median and p95 of each row over all rounds.
+second thread while a frame is fitted (`FaceTracker.stream`; its regressor calls timed too),
+without and with H.264 output; and that loop fed at the clip's frame rate, as a camera feeds
+it, next to the same loop on one thread, for the latency a live user sees. The rounds
+alternate in one process, so all see the same machine state; the table gives the median and
+p95 of each row over all rounds.
 """
 
 from __future__ import annotations
@@ -148,7 +149,9 @@ def run_loop(clip: Path, frames: int, out_dir: Path, times: dict[str, list[float
               + ("" if ahead == default else f", {ahead} ahead"))
     with contextlib.ExitStack() as stack:
         source = stack.enter_context(open_source(str(clip), realtime=paced))
-        tracker = stack.enter_context(_tracker(Regressor(engine="onnxruntime")))
+        regressor = Regressor(engine="onnxruntime")
+        in_regressor = _timed(regressor)  # beside MediaPipe's thread, as the user's run has it
+        tracker = stack.enter_context(_tracker(regressor))
         recorder = stack.enter_context(Recorder(out_dir / "bench.jsonl"))
         writer = (stack.enter_context(VideoWriter(out_dir / "bench.mp4", source.fps))
                   if output else None)
@@ -168,6 +171,7 @@ def run_loop(clip: Path, frames: int, out_dir: Path, times: dict[str, list[float
                 times[f"{prefix}: per frame"].append(now - last)
             times[f"{prefix}: latency"].append(now - started)
             last = now
+    times[f"{prefix}: regressor (inputs, infer)"].extend(in_regressor)
 
 
 def _one_thread(tracker: FaceTracker, frames: Iterable[Frame]) -> Iterator[Processed]:
