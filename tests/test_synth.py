@@ -4,6 +4,9 @@ and against MediaPipe."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import av
@@ -18,7 +21,7 @@ from tracker.pose import angles
 from tracker.render import project
 from tracker.synth import CLIP_NAMES, ClipMaker, clip_names, load_truth, scripted
 
-from cli_helpers import facetrack, synth
+from cli_helpers import FACETRACK, facetrack, synth
 
 FRAMES, SEED = 24, 3
 # Outer eye corners, nose tip and mouth corners: MediaPipe's indices and the 68 landmarks'.
@@ -136,6 +139,28 @@ def test_scripts() -> None:
     _, distance = scripted("distance", 100)
     assert distance[:, 3].max() > 1.5 and distance[:, 3].min() < 0.6
     assert clip_names("talking, all") == ["talking", *(n for n in CLIP_NAMES if n != "talking")]
+
+
+def test_an_interrupted_clip_leaves_no_video_beside_old_truth(installed_model: Path,
+                                                               tmp_path: Path) -> None:
+    """Stopped while it renders `talking` over an earlier run's clips: `still` is whole and
+    new, and no `talking` video stands beside the earlier run's truth, which would score
+    against the wrong face."""
+    synth(tmp_path, "still,talking", 3, SEED, installed_model)
+    process = subprocess.Popen(
+        [FACETRACK, "synth", str(tmp_path), "--clips", "still,talking", "--frames", "600",
+         "--seed", str(SEED + 1), "--model", str(installed_model)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().startswith("still: ")  # the first clip is done
+    time.sleep(2)  # into the second
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert stderr.strip().splitlines() == [
+        "facetrack: interrupted in talking, which is not written; the 1 clips before it are "
+        "whole"]
+    assert len(load_truth(tmp_path / "still.json")) == 600
+    assert not (tmp_path / "talking.json").exists() and not (tmp_path / "talking.mp4").exists()
 
 
 def test_bad_arguments_are_one_line_errors(installed_model: Path, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from calibrate.files import load_versioned
 from calibrate.intrinsics import CAMERA_FORMAT, CAMERA_VERSION, Intrinsics
 from streams.errors import FacetrackError
 from streams.video_writer import VideoWriter
+from tracker.cli import sigterm_as_interrupt
 from tracker.expressions import ICT_EXPRESSION_NAMES
 from tracker.face_model import FaceModel
 from tracker.pose import rotation
@@ -254,17 +256,22 @@ class ClipMaker:
             appearance = self.person[1]
         background = random_background(rng, WIDTH, HEIGHT)
         video, truth_path = outdir / f"{name}.mp4", outdir / f"{name}.json"
-        with VideoWriter(video, truth.fps, crf=CRF) as writer:
-            for i in range(len(truth)):
-                image, _ = self.face.render(truth.identity, truth.expressions[i],
-                                            truth.rotations[i], truth.translations[i],
-                                            truth.intrinsics, appearance, background)
-                noise = rng.normal(0.0, SENSOR_NOISE, image.shape).astype(np.float32)
-                writer.write(np.clip(image + noise, 0, 255).astype(np.uint8), i / truth.fps)
         try:
+            # An earlier clip's truth must never stand beside this clip's video.
+            truth_path.unlink(missing_ok=True)
+            with VideoWriter(video, truth.fps, crf=CRF) as writer:
+                for i in range(len(truth)):
+                    image, _ = self.face.render(truth.identity, truth.expressions[i],
+                                                truth.rotations[i], truth.translations[i],
+                                                truth.intrinsics, appearance, background)
+                    noise = rng.normal(0.0, SENSOR_NOISE, image.shape).astype(np.float32)
+                    writer.write(np.clip(image + noise, 0, 255).astype(np.uint8), i / truth.fps)
             truth_path.write_text(json.dumps(truth.to_dict()) + "\n")
         except OSError as error:
-            raise FacetrackError(f"cannot write {truth_path}: {error.strerror}") from None
+            raise FacetrackError(f"cannot write {error.filename}: {error.strerror}") from None
+        except KeyboardInterrupt:
+            video.unlink(missing_ok=True)  # a clip without its truth is no clip
+            raise
         return video, truth_path
 
 
@@ -321,7 +328,13 @@ def _synth(args: argparse.Namespace) -> int:
         args.outdir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise FacetrackError(f"cannot write to {args.outdir}: {error.strerror}") from None
-    for name in names:
-        video, truth = maker.make(name, args.outdir)
-        print(f"{name}: {video} and {truth.name} ({args.frames} frames)")
+    for done, name in enumerate(names):
+        try:
+            with sigterm_as_interrupt():
+                video, truth = maker.make(name, args.outdir)
+        except KeyboardInterrupt:
+            print(f"facetrack: interrupted in {name}, which is not written; the {done} clips "
+                  "before it are whole", file=sys.stderr)
+            return 130
+        print(f"{name}: {video} and {truth.name} ({args.frames} frames)", flush=True)
     return 0
