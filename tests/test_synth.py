@@ -157,8 +157,7 @@ def test_an_interrupted_clip_leaves_no_video_beside_old_truth(installed_model: P
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
     assert stderr.strip().splitlines() == [
-        "facetrack: interrupted in talking, which is not written; the 1 clips before it are "
-        "whole"]
+        "facetrack: interrupted in talking, which is not written; 1 clip was made before it"]
     assert len(load_truth(tmp_path / "still.json")) == 600
     assert not (tmp_path / "talking.json").exists() and not (tmp_path / "talking.mp4").exists()
 

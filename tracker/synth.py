@@ -333,8 +333,9 @@ def _synth(args: argparse.Namespace) -> int:
             with sigterm_as_interrupt():
                 video, truth = maker.make(name, args.outdir)
         except KeyboardInterrupt:
-            print(f"facetrack: interrupted in {name}, which is not written; the {done} clips "
-                  "before it are whole", file=sys.stderr)
+            made = "1 clip was" if done == 1 else f"{done} clips were"
+            print(f"facetrack: interrupted in {name}, which is not written; {made} made "
+                  "before it", file=sys.stderr)
             return 130
         print(f"{name}: {video} and {truth.name} ({args.frames} frames)", flush=True)
     return 0
