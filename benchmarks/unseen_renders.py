@@ -25,7 +25,7 @@ import numpy as np
 
 from engines.base import cache_dir
 from engines.onnxruntime_engine import OnnxRuntimeEngine
-from engines.train import rendering_digest
+from engines.train import rendering_digest, save_whole
 from engines.training_data import FaceSamples, rendered
 from streams.errors import FacetrackError
 from tracker.expressions import ICT_EXPRESSION_NAMES
@@ -51,7 +51,7 @@ def unseen_faces(model: FaceModel, count: int, seed: int) -> Unseen:
     path = cache_dir() / "benchmarks" / f"unseen-{rendering_digest()}-seed{seed}-n{count}.npz"
     if not path.exists():
         print(f"rendering {count} faces into {path}", file=sys.stderr)
-        rendered(model, count, seed, progress=False).save(path)
+        save_whole(rendered(model, count, seed, progress=False), path)
     faces = FaceSamples.load(path)
     return Unseen(faces, np.abs(angles(faces.rotation)[:, 0]) > TURNED,
                   model.vertices(faces.identity, region=REGION).astype(np.float64))

@@ -169,11 +169,16 @@ def rendering_digest(modules: tuple[str, ...] = RENDERING_CODE) -> str:
 
 
 def _render_shard(job: tuple[Path, int, int, str | None]) -> None:
-    """Written under another name first: a worker stopped mid-write leaves no shard that a
-    later run would take for whole."""
     path, count, seed, model_path = job
+    save_whole(rendered(FaceModel.load(model_path), count, seed, progress=False), path)
+
+
+def save_whole(samples: FaceSamples, path: Path) -> None:
+    """SAMPLES saved under another name first, then renamed: a process stopped mid-write
+    leaves no cache file that a later run would take for whole. (Not in `FaceSamples.save`:
+    its module is rendering code, whose digest names the cached renders.)"""
     partial = path.with_name(f"{path.stem}.partial.npz")
-    rendered(FaceModel.load(model_path), count, seed, progress=False).save(partial)
+    samples.save(partial)
     partial.replace(path)
 
 

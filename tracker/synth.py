@@ -328,14 +328,14 @@ def _synth(args: argparse.Namespace) -> int:
         args.outdir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise FacetrackError(f"cannot write to {args.outdir}: {error.strerror}") from None
-    for done, name in enumerate(names):
-        try:
-            with sigterm_as_interrupt():
+    with sigterm_as_interrupt():
+        for done, name in enumerate(names):
+            try:
                 video, truth = maker.make(name, args.outdir)
-        except KeyboardInterrupt:
-            made = "1 clip was" if done == 1 else f"{done} clips were"
-            print(f"facetrack: interrupted in {name}, which is not written; {made} made "
-                  "before it", file=sys.stderr)
-            return 130
-        print(f"{name}: {video} and {truth.name} ({args.frames} frames)", flush=True)
+            except KeyboardInterrupt:
+                made = "1 clip was" if done == 1 else f"{done} clips were"
+                print(f"facetrack: interrupted in {name}, which is not written; {made} made "
+                      "before it", file=sys.stderr)
+                return 130
+            print(f"{name}: {video} and {truth.name} ({args.frames} frames)", flush=True)
     return 0
