@@ -1,30 +1,34 @@
 """JSON Lines recording: one object per line, flushed per line, so an interrupted or crashed
-run keeps every frame it processed."""
+run keeps every frame it processed. The file is emptied only by the first line: a run that
+fails to start leaves an earlier recording of that name whole."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 
 from streams.errors import SinkError
+from tracker.arguments import check_writable
 
 
 class Recorder:
-    """Appends JSON objects to a file, one per line."""
+    """Appends JSON objects to a file, one per line; the path is checked when made and the
+    file opened at the first line."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.lines = 0
-        try:
-            self._file = open(self.path, "wb")  # noqa: SIM115 (closed in close)
-        except OSError as error:
-            raise SinkError(f"cannot write record {self.path}: {error.strerror}") from None
+        check_writable(self.path)
+        self._file: BinaryIO | None = None
 
     def write(self, record: dict) -> None:
         """Write one record; numpy arrays in it are written as nested lists."""
         line = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE)
         try:
+            if self._file is None:
+                self._file = open(self.path, "wb")  # noqa: SIM115 (closed in close)
             self._file.write(line)
             self._file.flush()
         except OSError as error:
@@ -38,7 +42,8 @@ class Recorder:
     dropped = 0
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
     def __enter__(self) -> Recorder:
         return self

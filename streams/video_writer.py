@@ -12,6 +12,7 @@ import av
 import numpy as np
 
 from streams.errors import SinkError
+from tracker.arguments import check_writable
 
 TIME_BASE = Fraction(1, 1000)  # pts in milliseconds: frame times come from the source
 
@@ -33,15 +34,12 @@ class VideoWriter:
         self._options = {"crf": str(crf), "preset": preset}
         self._queue: queue.Queue = queue.Queue(maxsize=16)
         self._error: Exception | None = None
-        try:
-            # FFmpeg opens the file only at the first packet: find out now, not mid-run.
-            self.path.open("wb").close()
-        except OSError as error:
-            raise SinkError(f"cannot write video {self.path}: {error.strerror}") from None
+        # FFmpeg opens (and empties) the file only at the first packet: find out now whether
+        # it can, not mid-run, and leave an earlier video of that name whole until then.
+        check_writable(self.path)
         try:
             self._container = av.open(str(self.path), "w")
         except (av.FFmpegError, ValueError) as error:  # ValueError: an unknown extension
-            self.path.unlink()
             reason = ("FFmpeg tells the container from the name's end: use .mp4, .mkv, .mov "
                       "or .avi" if isinstance(error, ValueError) else error)
             raise SinkError(f"cannot write video {self.path}: {reason}") from None

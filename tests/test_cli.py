@@ -116,6 +116,28 @@ def test_outputs_never_write_over_the_source_or_each_other(footage_dir: Path, tm
     assert not (tmp_path / "out.mp4").exists()
 
 
+@pytest.mark.parametrize(("flags", "words"), [
+    (["--regressor", "{tmp}/missing.onnx"], ["missing.json"]),
+    (["--output", "{tmp}/take.xyz"], ["use .mp4"]),
+    (["--publish", "tcp://192.0.2.1:5570"], ["--publish-any-host"]),
+    (["--mesh", "--model", "{tmp}/no-model.npz"], ["face model not found"]),
+], ids=["regressor", "video-name", "publish", "face-model"])
+def test_a_run_that_fails_to_start_leaves_earlier_outputs_whole(
+        footage_dir: Path, tmp_path: Path, flags: list[str], words: list[str]) -> None:
+    """A typo in one option must not cost the user last take's recording and video: outputs
+    are emptied by their first write, not when the run opens them."""
+    record, video = tmp_path / "take.jsonl", tmp_path / "take.mp4"
+    record.write_text('{"type": "header"}\n')
+    video.write_bytes((footage_dir / "single_face.mp4").read_bytes())
+    before = record.read_bytes(), video.read_bytes()
+    result = facetrack("run", "--source", str(footage_dir / "single_face.jpg"),
+                       "--record", str(record),
+                       *(["--output", str(video)] if "--output" not in flags else []),
+                       *(f.format(tmp=tmp_path) for f in flags))
+    assert_one_line_error(result, *words)
+    assert (record.read_bytes(), video.read_bytes()) == before
+
+
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     result = facetrack("run", "--source", str(tmp_path / "missing.mp4"), "--debug")
     assert result.returncode != 0 and "Traceback" in result.stderr

@@ -5,6 +5,7 @@ commands make before their work, not after it."""
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -38,16 +39,21 @@ def _checked(kind: type[int] | type[float], test: Callable[[Number], bool],
 
 def check_writable(path: str | Path) -> None:
     """A one-line error unless a file can be made at PATH, tried for real in its folder: file
-    permissions do not bind root, and a special folder such as /proc refuses new files."""
+    permissions do not bind root, and a special folder such as /proc refuses new files. An
+    existing file is left as it is: a run that then fails to start must not have emptied it."""
     target = Path(path)
     if target.is_dir():
         raise SinkError(f"cannot write {path}: it is a folder")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise SinkError(f"cannot write {path}: it is read-only")
+    folder = target.resolve().parent
+    if not folder.is_dir():
+        raise SinkError(f"cannot write {path}: there is no folder {folder}")
     try:
-        with tempfile.TemporaryFile(dir=target.resolve().parent):
+        with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError:
-        raise SinkError(f"cannot write {path}: {target.resolve().parent} is not a writable "
-                        "folder") from None
+        raise SinkError(f"cannot write {path}: {folder} is not a writable folder") from None
 
 
 def check_distinct(files: dict[str, str | Path | None]) -> None:
