@@ -67,6 +67,7 @@ def add_keys_command(sub: argparse._SubParsersAction) -> None:
 
 def _listen(args: argparse.Namespace) -> int:
     received = 0
+    described: dict[str, str] = {}  # per stream; a new identity alone resends the metadata
     with Subscriber(args.endpoint, args.stream, args.curve) as subscriber:
         print(f"facetrack: listening on {args.endpoint}", file=sys.stderr, flush=True)
         output = _open_csv(args.csv) if args.csv else sys.stdout
@@ -75,7 +76,10 @@ def _listen(args: argparse.Namespace) -> int:
             with sigterm_as_interrupt():  # the rows received so far written out, exit 130
                 for message in subscriber:
                     if isinstance(message, MetaMessage):
-                        print(_describe(message), file=sys.stderr, flush=True)
+                        line = _describe(message)
+                        if described.get(message.stream) != line:
+                            print(line, file=sys.stderr, flush=True)
+                        described[message.stream] = line
                         continue
                     show(message)
                     received += 1

@@ -9,6 +9,7 @@ what peers send back is only read to spot new subscribers, never acted on beyond
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -52,6 +53,8 @@ class Publisher:
             raise SinkError(f"stream name {stream!r} must be non-empty and without '/'")
         if fmt not in FORMATS:
             raise SinkError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+        if problem := endpoint_problem(endpoint, binding=True):
+            raise SinkError(f"cannot publish on {endpoint}: {problem}")
         if not allow_remote and not is_local(endpoint):
             raise SinkError(f"{endpoint} can be reached from other machines: add "
                             "--publish-any-host to publish there (and consider --curve)")
@@ -66,6 +69,8 @@ class Publisher:
         self._context = zmq.Context()
         self._auth: ThreadAuthenticator | None = None
         self._socket = self._context.socket(zmq.XPUB)
+        # Only for an IPv6 address: with it on, ZeroMQ names an IPv4 one [::ffff:127.0.0.1].
+        self._socket.setsockopt(zmq.IPV6, "[" in endpoint)
         try:
             self._configure(curve)
             self._socket.bind(endpoint)
@@ -207,6 +212,26 @@ def meta_message(header: dict, stream: str) -> dict:
     meta.update(type="meta", stream=stream,
                 arkit_names=list(ARKIT_NAMES) if header.get("expression_names") else [])
     return meta
+
+
+def endpoint_problem(endpoint: str, binding: bool) -> str | None:
+    """Why ZeroMQ would take a tcp:// ENDPOINT and then never be reached there, or None: a
+    port past 65535 (it silently wraps round to another), no port, or, to connect, a host
+    name that does not resolve (ZeroMQ would retry it in silence for ever)."""
+    transport, _, address = endpoint.partition("://")
+    if transport != "tcp":
+        return None  # ipc:// and the rest: ZeroMQ's own error says it
+    host, _, port = address.rpartition(":")
+    host = host.rpartition(";")[2].strip("[]")  # a connect may name its source: "src;host"
+    wildcard = binding and port in ("*", "0")
+    if not host or not (wildcard or (port.isdigit() and 1 <= int(port) <= 65535)):
+        return "give a host and a port from 1 to 65535, as in " + DEFAULT_ENDPOINT
+    if not binding:
+        try:
+            socket.getaddrinfo(host, int(port))
+        except socket.gaierror:
+            return f"no host {host} is known"
+    return None
 
 
 def is_local(endpoint: str) -> bool:

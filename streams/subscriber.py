@@ -26,6 +26,7 @@ from streams.publisher import (
     CLIENT_SECRET,
     DEFAULT_ENDPOINT,
     SERVER_KEY,
+    endpoint_problem,
     load_key,
     load_keypair,
 )
@@ -76,10 +77,14 @@ class Subscriber:
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, stream: str | None = None,
                  curve_dir: str | Path | None = None) -> None:
+        if problem := endpoint_problem(endpoint, binding=False):
+            raise FacetrackError(f"cannot subscribe to {endpoint}: {problem}")
         self.stream = stream
         self.invalid = 0  # messages that could not be decoded, skipped
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.SUB)
+        # Only for an IPv6 address: with it on, ZeroMQ names an IPv4 one [::ffff:127.0.0.1].
+        self._socket.setsockopt(zmq.IPV6, "[" in endpoint)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         try:

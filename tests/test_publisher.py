@@ -108,6 +108,7 @@ def test_a_run_reaches_another_process_in_order_and_replays_the_same(
     finally:  # stopped as a service manager or `timeout` stops it; Ctrl-C takes the same path
         listen.send_signal(signal.SIGTERM)
         assert listen.wait(10) == 130
+        described = [line for line in listen.stderr if "stream 0:" in line]
     _, frames = read_records(recording)
     with_face = [f["frame"] for f in frames if any(x["status"] == "tracking" for x in f["faces"])]
     with open(rows, newline="") as file:
@@ -116,6 +117,8 @@ def test_a_run_reaches_another_process_in_order_and_replays_the_same(
     faces = [m for m in live if isinstance(m, FaceMessage)]
     assert [m.frame for m in faces if m.status == "tracking"] == with_face
     assert isinstance(live[0], MetaMessage) and live[0].payload["regressor"]
+    # The metadata is sent again as the identity settles; listen tells the stream once.
+    assert sum(isinstance(m, MetaMessage) for m in live) > 1 and len(described) == 1, described
     validator = jsonschema.Draft202012Validator(SCHEMA)
     known = SCHEMA["$defs"]["face"]["properties"].keys() | SCHEMA["$defs"]["meta"]["properties"]
     for message in live:
@@ -277,6 +280,29 @@ def test_bad_inputs_are_one_line_errors(footage_dir: Path, tmp_path: Path) -> No
     with Publisher(free_endpoint()) as taken:
         assert_one_line_error(facetrack("replay", str(path), "--publish", taken.endpoint),
                               "cannot publish", taken.endpoint)
+
+
+@pytest.mark.parametrize(("command", "endpoint", "words"), [
+    ("run", "tcp://127.0.0.1:99999", ["port from 1 to 65535"]),  # ZeroMQ wraps it to 34463
+    ("run", "tcp://127.0.0.1", ["port from 1 to 65535"]),
+    ("listen", "tcp://127.0.0.1:99999", ["port from 1 to 65535"]),
+    ("listen", "tcp://127.0.0.1:*", ["port from 1 to 65535"]),
+    ("listen", "tcp://no-such-host.invalid:5570", ["no host no-such-host.invalid"]),
+])
+def test_endpoints_zeromq_takes_but_never_reaches_are_refused(
+        footage_dir: Path, command: str, endpoint: str, words: list[str]) -> None:
+    """ZeroMQ accepts these and then waits in silence for ever (a listen) or publishes where
+    nobody looks (a run): the user is told at once instead."""
+    args = (["run", "--source", str(footage_dir / "single_face.jpg"), "--publish", endpoint]
+            if command == "run" else ["listen", endpoint])
+    result = subprocess.run([FACETRACK, *args], capture_output=True, text=True, timeout=60)
+    assert_one_line_error(result, endpoint, *words)
+
+
+def test_ipv6_loopback_carries_the_stream() -> None:
+    with Publisher("tcp://[::1]:*") as publisher, Subscriber(publisher.endpoint) as subscriber:
+        publisher.send_header(HEADER)
+        assert until(lambda: isinstance(subscriber.receive(0), MetaMessage), publisher) < 5
 
 
 def test_pose_in_unity_and_unreal_conventions() -> None:
