@@ -14,7 +14,7 @@ import logging
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -119,8 +119,9 @@ class VideoSource(Source):
     A network stream whose container reports a duration (a file on a web server, a recorded
     stream) is read like a file: every frame, times from its pts. Without a duration it is
     live: newest frame wins and ``time`` is the monotonic clock when the frame was decoded.
-    A live stream that ends or breaks off is opened again, for up to ``reconnect`` seconds,
-    and its frame numbers go on from where they stopped.
+    A network stream that does not open is tried again for up to ``reconnect`` seconds; a live
+    one that ends or breaks off is opened again for as long, and its frame numbers go on from
+    where they stopped.
     The first frame is decoded on open, so an undecodable input fails here, not mid-run, and
     ``size`` is the displayed size (after any rotation the container asks for).
     """
@@ -130,7 +131,17 @@ class VideoSource(Source):
         self._timeout = timeout
         self._reconnect = reconnect
         self._lost_at: float | None = None  # when the live stream last dropped, until a frame
-        container = _open_container(spec, url=url, timeout=timeout)
+        try:
+            container = _open_container(spec, url=url, timeout=timeout)
+        except SourceError as error:
+            if not (url and reconnect):
+                raise
+            # A camera still booting, a server started after the tracker: wait for it.
+            log.warning("%s; trying again for %g s", error, reconnect)
+            try:
+                container = _open_live(spec, timeout, time.monotonic() + reconnect)
+            except SourceError as again:
+                raise SourceError(f"{again}, still after {reconnect:g} s of tries") from None
         live = url and container.duration is None
         self._attach(container, spec, live)
         rate = self._stream.average_rate or self._stream.guessed_rate
@@ -196,16 +207,13 @@ class VideoSource(Source):
         once it is back. The time runs on over reopenings that bring no frame."""
         self._container.close()
         self._lost_at = self._lost_at or time.monotonic()
-        deadline = self._lost_at + self._reconnect
-        while not self._closed and (left := deadline - time.monotonic()) > 0:
-            try:
-                self._attach(_open_container(self.name, url=True,
-                                             timeout=min(self._timeout, left)),
-                             self.name, live=True)
-                return True
-            except SourceError:
-                time.sleep(min(RETRY_SECONDS, max(deadline - time.monotonic(), 0.0)))
-        return False
+        try:
+            container = _open_live(self.name, self._timeout, self._lost_at + self._reconnect,
+                                   lambda: self._closed)
+        except SourceError:
+            return False
+        self._attach(container, self.name, live=True)
+        return True
 
     def _frame(self, decoded: av.VideoFrame, index: int) -> Frame:
         """The frame with its time, and its image as a player shows it: turned upright by the
@@ -297,8 +305,8 @@ def open_source(spec: str, *, realtime: bool = False, timeout: float = 10.0,
 
     ``realtime`` paces a file at its own frame rate (live sources already are); ``timeout`` is
     how long a network stream may stay silent, on open and while reading; ``reconnect`` is how
-    long to keep trying to open a live network stream again when it ends or breaks off (0: the
-    source ends there).
+    long to keep trying to open a network stream that is not up yet, or a live one again when
+    it ends or breaks off (0: the error, or the source's end, at once).
     """
     if not spec:
         raise SourceError("no source given")
@@ -353,6 +361,21 @@ def _open_container(spec: str, *, url: bool, timeout: float) -> av.container.Inp
         if isinstance(error, av.ExitError) or time.monotonic() - started >= timeout:
             raise SourceError(f"no answer from {spec} within {timeout:g} s") from None
         raise SourceError(f"cannot open {spec}: {_ffmpeg_message(error)}") from None
+
+
+def _open_live(spec: str, timeout: float, deadline: float,
+               stopped: Callable[[], bool] = lambda: False) -> av.container.InputContainer:
+    """The network stream SPEC, tried every RETRY_SECONDS until the monotonic DEADLINE or
+    until STOPPED(); raises the last try's error."""
+    while True:
+        try:
+            return _open_container(spec, url=True,
+                                   timeout=max(min(timeout, deadline - time.monotonic()), 0.1))
+        except SourceError:
+            left = deadline - time.monotonic()
+            if stopped() or left <= 0:
+                raise
+            time.sleep(min(RETRY_SECONDS, left))
 
 
 def _ffmpeg_message(error: av.FFmpegError) -> str:

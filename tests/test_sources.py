@@ -72,14 +72,19 @@ def mpegts_bytes(footage_dir: Path) -> bytes:
 
 
 @contextmanager
-def paced_tcp_stream(data: bytes, seconds: float, cut: float | None = None) -> Iterator[str]:
+def paced_tcp_stream(data: bytes, seconds: float, cut: float | None = None,
+                     late: float = 0.0) -> Iterator[str]:
     """Send ``data`` to one client over TCP, spread evenly over ``seconds``: a live stream.
     With ``cut``, the first client gets only that share of it before the connection drops, and
-    the next one all of it: a stream that broke off and came back."""
-    listener = socket.create_server(("127.0.0.1", 0))
+    the next one all of it: a stream that broke off and came back. With ``late``, connections
+    are refused for that many seconds first: a camera still booting."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))  # the port is ours; until listen(), connecting is refused
     sends = [data] if cut is None else [data[: int(len(data) * cut)], data]
 
     def send() -> None:
+        time.sleep(late)
+        listener.listen()
         for part in sends:
             connection, _ = listener.accept()
             with connection, suppress(OSError):  # the client may hang up first
@@ -95,7 +100,7 @@ def paced_tcp_stream(data: bytes, seconds: float, cut: float | None = None) -> I
         yield f"tcp://127.0.0.1:{listener.getsockname()[1]}"
     finally:
         listener.close()
-        sender.join(seconds * len(sends) + 5)
+        sender.join(late + seconds * len(sends) + 5)
 
 
 @pytest.fixture
@@ -355,6 +360,25 @@ def test_url_that_refuses() -> None:
         port = closed.getsockname()[1]
     with pytest.raises(SourceError, match="^cannot open tcp://127.0.0.1:.*: Connection refused"):
         open_source(f"tcp://127.0.0.1:{port}", timeout=1)
+
+
+def test_a_stream_not_up_yet_is_waited_for_within_reconnect(mpegts_bytes: bytes) -> None:
+    """A network camera that boots after the tracker starts: refused for 2 s, then read from
+    its first frame; one that never comes up is an error once `reconnect` has passed."""
+    started = time.monotonic()
+    with (
+        paced_tcp_stream(mpegts_bytes, seconds=STREAM_FRAMES / 30, late=2) as url,
+        open_source(url, timeout=5, reconnect=10) as source,
+    ):
+        opened = time.monotonic() - started
+        frames = list(source)
+    assert 2 <= opened < 5 and frames[0].index == 0 and len(frames) > STREAM_FRAMES // 2
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(SourceError, match="Connection refused, still after 1.5 s of tries$"):
+        open_source(f"tcp://127.0.0.1:{port}", timeout=1, reconnect=1.5)
+    assert 1.5 <= time.monotonic() - started < 3
 
 
 # Background reading
