@@ -16,6 +16,7 @@ import logging
 import math
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from dataclasses import asdict, dataclass, fields
@@ -277,14 +278,28 @@ def train(config: TrainConfig, out: Path, model_path: str | None = None,
         if progress:
             log.info("epoch %d/%d: %s", epoch + 1, config.epochs,
                      ", ".join(f"{k} {v:.3g}" for k, v in scores.items()))
-    export(net, out)
+    partial = out.with_name(f"{out.stem}.partial.onnx")
+    export(net, partial)
     metrics = {"validation": history[-1],
                "validation_loss_by_epoch": [round(h["loss"], 4) for h in history],
                "train_seconds": round(time.perf_counter() - started),
                "rendered_faces": len(real), "projected_faces": len(synthetic),
                "validation_faces": len(validation)}
-    write_manifest(out, config, metrics, embedding_path=EMBEDDING_PATH)
+    write_manifest(partial, config, metrics, embedding_path=EMBEDDING_PATH)
+    _replace_together({partial: out, partial.with_suffix(".json"): out.with_suffix(".json")})
     return metrics
+
+
+def _replace_together(renames: dict[Path, Path]) -> None:
+    """Each file renamed to its new name with Ctrl-C and SIGTERM held off until all are: a
+    stop mid-export leaves the old model and manifest whole, never a model beside another
+    training's manifest."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        for source, target in renames.items():
+            source.replace(target)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _named(net: RegressorNet, outputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:

@@ -286,6 +286,9 @@ def test_quick_training_lowers_the_loss_and_writes_a_manifest(quick_model: Path)
     assert manifest.data["outputs"] == {"rotation": [3, 3], "translation": [3],
                                         "identity": [100], "expression": [53]}
     assert list(manifest.data["outputs"]) == list(OUTPUTS)
+    # Written under other names, then renamed together: nothing else is left beside them.
+    assert {p.name for p in quick_model.parent.iterdir()} == {"quick.onnx", "quick.json",
+                                                              "cache"}
 
 
 def test_the_export_reads_faces_as_the_trained_network_does() -> None:
