@@ -3,16 +3,20 @@ distortion), calibrated by the ``facetrack`` command, checked against the truth.
 
 from __future__ import annotations
 
+import io
 import json
+import re
+import signal
+import subprocess
+import time
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pytest
 
 from calibrate.boards import Board, BoardView, CharucoBoard, Checkerboard
-from calibrate.camera import collect_views
+from calibrate.camera import MIN_VIEWS, collect_views
 from calibrate.coverage import CoverageDisplay
 from calibrate.intrinsics import Intrinsics, load_camera
 from calibrate.views import ViewSelector
@@ -21,7 +25,8 @@ from streams.frame import Frame
 from streams.recording import read_records
 from tracker.pipeline import FaceTracker
 
-from cli_helpers import assert_one_line_error, facetrack
+from cli_helpers import FACETRACK, assert_one_line_error, facetrack
+from stream_helpers import paced_tcp_stream, write_video
 
 SIZE = (640, 480)
 TRUTH = Intrinsics(600.0, 606.0, 326.0, 236.0, *SIZE,
@@ -29,6 +34,7 @@ TRUTH = Intrinsics(600.0, 606.0, 326.0, 236.0, *SIZE,
 CHECKERBOARD = Checkerboard((9, 6), 25.0)
 CHARUCO = CharucoBoard((7, 5), 30.0, 22.0, "DICT_5X5_100")
 PIXELS_PER_SQUARE = 60
+BOARD_VIDEO = {"crf": "12"}  # libx264 close to lossless: corners as sharp as rendered
 
 
 
@@ -111,15 +117,6 @@ def calibration_frames(board: Board, *, sharp: int, blurred: int, repeats: int,
     return frames, blurred_frames
 
 
-def write_video(path: Path, frames: list[np.ndarray]) -> None:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=30, options={"crf": "12"})
-        stream.width, stream.height, stream.pix_fmt = *SIZE, "yuv420p"
-        for image in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode())
-
-
 def write_images(folder: Path, frames: list[np.ndarray]) -> Path:
     folder.mkdir()
     for index, image in enumerate(frames):
@@ -139,7 +136,7 @@ def checkerboard_result(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path,
     folder = tmp_path_factory.mktemp("checkerboard")
     frames, blurred = calibration_frames(CHECKERBOARD, sharp=30, blurred=5, repeats=6,
                                          whole=True, seed=1)
-    write_video(folder / "board.mp4", frames)
+    write_video(folder / "board.mp4", frames, options=BOARD_VIDEO)
     out = folder / "cam.json"
     result = facetrack("calibrate", "camera", "--source", str(folder / "board.mp4"),
                        "--board", "9x6", "--square", "25", "--out", str(out))
@@ -194,6 +191,29 @@ def test_an_unwritable_camera_file_is_refused_before_capture(tmp_path: Path, whe
     result = facetrack("calibrate", "camera", "--source", str(tmp_path / "missing.mp4"),
                        "--board", "9x6", "--square", "25", "--out", str(out))
     assert_one_line_error(result, f"cannot write {out}")  # not the missing source: it is later
+
+
+def test_sigterm_solves_a_live_calibration_as_ctrl_c_does(tmp_path: Path) -> None:
+    """A live calibration runs until it is stopped. Stopped by SIGTERM (`timeout`, a service
+    manager) it solves with the views kept so far, as after Ctrl-C, rather than die with
+    nothing written."""
+    frames, _ = calibration_frames(CHECKERBOARD, sharp=30, blurred=0, repeats=0, whole=True,
+                                   seed=2)
+    buffer = io.BytesIO()
+    write_video(buffer, frames, format="mpegts", options=BOARD_VIDEO)
+    out = tmp_path / "cam.json"
+    with paced_tcp_stream(buffer.getvalue(), seconds=20) as url:
+        process = subprocess.Popen([FACETRACK, "calibrate", "camera", "--source", url, "--board",
+                                    "9x6", "--square", "25", "--out", str(out)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(14)  # about 20 of the 30 views sent; the stream's end would end it too
+        assert process.poll() is None, process.communicate()
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert_close_to_truth(load_camera(out), tolerance=0.03)
+    views = int(re.search(r"over (\d+) views", stdout).group(1))
+    assert MIN_VIEWS <= views < 30, stdout
 
 
 def test_wrong_board_size_says_none_found(tmp_path: Path) -> None:

@@ -1,0 +1,70 @@
+"""Videos written and served for the tests: H.264 files and buffers, and live streams over
+TCP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+def write_video(
+    target: str | Path | io.BytesIO,
+    images: list[np.ndarray],
+    *,
+    fps: int = 30,
+    format: str | None = None,
+    rotation: int = 0,
+    options: dict[str, str] | None = None,
+) -> None:
+    """Encode RGB ``images`` as H.264 into ``target`` (a path, or a buffer with ``format``)
+    with libx264's OPTIONS (default: the veryfast preset)."""
+    with av.open(target, "w", format=format) as container:
+        stream = container.add_stream("libx264", rate=fps,
+                                      options=options or {"preset": "veryfast"})
+        stream.height, stream.width = images[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        if rotation:
+            stream.set_display_rotation(rotation)
+        for image in images:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+
+
+@contextmanager
+def paced_tcp_stream(data: bytes, seconds: float, cut: float | None = None,
+                     late: float = 0.0) -> Iterator[str]:
+    """Send ``data`` to one client over TCP, spread evenly over ``seconds``: a live stream.
+    With ``cut``, the first client gets only that share of it before the connection drops, and
+    the next one all of it: a stream that broke off and came back. With ``late``, connections
+    are refused for that many seconds first: a camera still booting."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))  # the port is ours; until listen(), connecting is refused
+    sends = [data] if cut is None else [data[: int(len(data) * cut)], data]
+
+    def send() -> None:
+        time.sleep(late)
+        listener.listen()
+        for part in sends:
+            connection, _ = listener.accept()
+            with connection, suppress(OSError):  # the client may hang up first
+                chunks = round(48 * len(part) / len(data))
+                for k in range(chunks):
+                    connection.sendall(
+                        part[k * len(part) // chunks : (k + 1) * len(part) // chunks])
+                    time.sleep(seconds / 48)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    try:
+        yield f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+        sender.join(late + seconds * len(sends) + 5)
