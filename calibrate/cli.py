@@ -184,7 +184,8 @@ def _face(args: argparse.Namespace) -> int:
         # each frame's own identity: the profile averages it over the still stretch it picks
         tracker = stack.enter_context(FaceTracker(camera=camera, regressor=Regressor(),
                                                   focal=args.focal, refiner=Refiner.load(),
-                                                  pool_identity=False))
+                                                  pool_identity=False,
+                                                  stills=source.stills))
         progress = stack.enter_context(tqdm(source, total=source.length, unit="frame",
                                             file=sys.stderr, dynamic_ncols=True, disable=None))
         shown: list[str] = []

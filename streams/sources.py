@@ -54,9 +54,11 @@ class Source(ABC):
         length: int | None = None,
         size: tuple[int, int] | None = None,
         realtime: bool = False,
+        stills: bool = False,
     ) -> None:
         self.name = name
         self.live = live
+        self.stills = stills  # unrelated photos, not a moving picture: nothing carries over
         self.fps = fps
         self.length = length
         self.size = size
@@ -283,7 +285,7 @@ class ImageSource(Source):
     """
 
     def __init__(self, spec: str, paths: list[Path]) -> None:
-        super().__init__(spec, length=len(paths))
+        super().__init__(spec, length=len(paths), stills=True)
         self._paths = paths
 
     def _read(self) -> Iterator[Frame]:

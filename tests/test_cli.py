@@ -12,12 +12,14 @@ import zipfile
 from pathlib import Path
 
 import av
+import cv2
+import numpy as np
 import pytest
 
 from streams.recording import read_records
 from tracker.cli import COMMANDS, main
 
-from cli_helpers import FACETRACK, assert_one_line_error, facetrack
+from cli_helpers import FACETRACK, assert_one_line_error, facetrack, facetrack_ok
 
 
 def test_record_of_a_video(footage_dir: Path, tmp_path: Path) -> None:
@@ -52,6 +54,55 @@ def test_annotated_output_video(footage_dir: Path, tmp_path: Path) -> None:
     # The overlay changed the picture (points, contours, status line), not the whole of it.
     changed = (abs(frames[0].astype(int) - first.astype(int)).max(axis=2) > 60).mean()
     assert 0.002 < changed < 0.2
+
+
+@pytest.mark.parametrize(("detector", "faces"), [("auto", 5), ("short-range", 1)])
+def test_a_group_photo_annotated_as_a_photo(footage_dir: Path, tmp_path: Path, detector: str,
+                                            faces: int) -> None:
+    """Five people a few metres away: the short-range detector that suits a webcam finds one;
+    for images the full-range one is the default and finds all five. `--output NAME.jpg`
+    writes the annotated photo itself."""
+    record, output = tmp_path / "group.jsonl", tmp_path / "group.jpg"
+    facetrack_ok("run", "--source", str(footage_dir / "multi_face.jpg"), "--max-faces", "5",
+                 "--detector", detector, "--record", str(record), "--output", str(output))
+    _, (frame,) = read_records(record)
+    assert sum(face["status"] == "tracking" for face in frame["faces"]) == faces
+    annotated = cv2.imread(str(output))
+    photo = cv2.imread(str(footage_dir / "multi_face.jpg"))
+    assert annotated.shape == photo.shape
+    changed = (abs(annotated.astype(int) - photo.astype(int)).max(axis=2) > 60).mean()
+    assert 0.002 * faces < changed < 0.2
+
+
+def test_each_photo_of_a_folder_is_searched_afresh(footage_dir: Path, tmp_path: Path) -> None:
+    """Unrelated photos, the face on the left, then the right, then the left: a tracker that
+    looked where the last photo's face was would miss the second."""
+    portrait = cv2.imread(str(footage_dir / "single_face.jpg"))
+    height, width = portrait.shape[:2]
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for number, side in enumerate(["left", "right", "left"]):
+        canvas = np.full((height, 2 * width, 3), 90, np.uint8)
+        canvas[:, (width if side == "right" else 0):][:, :width] = portrait
+        cv2.imwrite(str(photos / f"{number}_{side}.png"), canvas)
+    record = tmp_path / "photos.jsonl"
+    facetrack_ok("run", "--source", str(photos), "--record", str(record),
+                 "--output", str(tmp_path / "annotated_%02d.png"))
+    _, frames = read_records(record)
+    centres = [[(face["bbox"][0] + face["bbox"][2]) / 2 for face in frame["faces"]
+                if face["status"] == "tracking"] for frame in frames]
+    assert [len(found) for found in centres] == [1, 1, 1]
+    assert [x[0] > width for x in centres] == [False, True, False]
+    assert sorted(p.name for p in tmp_path.glob("annotated_*.png")) == [
+        "annotated_00.png", "annotated_01.png", "annotated_02.png"]
+
+
+def test_images_from_a_video_need_a_number_in_the_name(footage_dir: Path,
+                                                       tmp_path: Path) -> None:
+    result = facetrack("run", "--source", str(footage_dir / "single_face.mp4"),
+                       "--output", str(tmp_path / "frame.png"))
+    assert_one_line_error(result, "72 frames", "%04d")
+    assert not list(tmp_path.iterdir())
 
 
 def test_truncated_video_keeps_what_decodes(footage_dir: Path, tmp_path: Path) -> None:

@@ -8,15 +8,27 @@ score the graph exposes.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
+import mediapipe
 import numpy as np
+from mediapipe.framework import calculator_pb2
 from mediapipe.python.solution_base import SolutionBase
-from mediapipe.python.solutions import face_mesh
+from mediapipe.python.solutions import face_detection, face_mesh
 
 LANDMARK_COUNT = 478  # 468 mesh points + 10 iris points (refine_landmarks=True)
 # The face oval: the jaw line and forehead edge, a silhouette that MediaPipe places least surely.
 CONTOUR = np.array(sorted({i for edge in face_mesh.FACEMESH_FACE_OVAL for i in edge}))
 CONTOUR_WEIGHT = 0.3  # what a contour landmark counts for in a fit to the landmarks
+# MediaPipe's face detectors: short-range for faces within about 2 m (the face mesh's own),
+# full-range to about 5 m, and the small faces of a group photo. Each is a graph file that
+# holds one node, the detector's subgraph, and where its score threshold sits in the mesh.
+DETECTORS = {
+    "short-range": (face_detection._SHORT_RANGE_GRAPH_FILE_PATH,
+                    "facedetectionshortrange__facedetection"),
+    "full-range": (face_detection._FULL_RANGE_GRAPH_FILE_PATH,
+                   "facedetectionfullrange__facedetection"),
+}
 
 
 def fit_weights() -> np.ndarray:
@@ -51,23 +63,25 @@ class FaceMesh:
 
     Tracking mode (``static_image_mode=False``) lets MediaPipe reuse the previous frame's
     landmarks as the next region of interest and skip the detector: about half the cost of
-    detecting every frame, and steadier landmarks.
+    detecting every frame, and steadier landmarks. Unrelated images need the static mode: a
+    face where the last image had none would be missed. ``detector`` is one of DETECTORS.
     """
 
     def __init__(self, max_faces: int = 1, *, static_image_mode: bool = False,
-                 min_detection_confidence: float = 0.5,
+                 detector: str = "short-range", min_detection_confidence: float = 0.5,
                  min_tracking_confidence: float = 0.5) -> None:
         self.max_faces = max_faces
+        graph_file, detection = DETECTORS[detector]
         self._graph = SolutionBase(
-            binary_graph_path=face_mesh._BINARYPB_FILE_PATH,
+            graph_config=_mesh_graph(graph_file),
             side_inputs={
                 "num_faces": max_faces,
                 "with_attention": True,
                 "use_prev_landmarks": not static_image_mode,
             },
             calculator_params={
-                "facedetectionshortrangecpu__facedetectionshortrange__facedetection"
-                "__TensorsToDetectionsCalculator.min_score_thresh": min_detection_confidence,
+                f"{detection}__TensorsToDetectionsCalculator.min_score_thresh":
+                    min_detection_confidence,
                 "facelandmarkcpu__ThresholdingCalculator.threshold": min_tracking_confidence,
             },
             outputs=["multi_face_landmarks", "face_detections"],
@@ -99,6 +113,24 @@ class FaceMesh:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _mesh_graph(detector_file: str) -> calculator_pb2.CalculatorGraphConfig:
+    """The face mesh's graph with its detector node replaced by DETECTOR_FILE's one node."""
+    graph, (detector,) = (_graph_file(face_mesh._BINARYPB_FILE_PATH),
+                          _graph_file(detector_file).node)
+    (node,) = (n for n in graph.node if n.calculator == "FaceDetectionShortRangeCpu")
+    node.calculator = detector.calculator
+    del node.node_options[:]
+    node.node_options.extend(detector.node_options)
+    return graph
+
+
+def _graph_file(path: str) -> calculator_pb2.CalculatorGraphConfig:
+    """A graph MediaPipe ships, by the path its solutions name it with (mediapipe/...)."""
+    graph = calculator_pb2.CalculatorGraphConfig()
+    graph.ParseFromString((Path(mediapipe.__file__).parents[1] / path).read_bytes())
+    return graph
 
 
 def landmarks_to_array(landmark_list) -> np.ndarray:

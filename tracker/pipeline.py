@@ -43,8 +43,14 @@ class FaceTracker:
                  camera: Intrinsics | None = None, regressor: Regressor | None = None,
                  focal: float | None = None, refiner: Refiner | None = None,
                  smoother: Smoother | None = None, profile: FaceProfile | None = None,
-                 pool_identity: bool = True) -> None:
-        self.mesh = FaceMesh(max_faces)
+                 pool_identity: bool = True, stills: bool = False,
+                 detector: str | None = None) -> None:
+        """``stills``: the frames are unrelated photos, each searched afresh (MediaPipe's
+        static mode). ``detector``: MediaPipe's face detector (`tracker.landmarks.DETECTORS`);
+        by default full-range for stills, where a group photo's faces are small, else
+        short-range, which costs less while fewer than MAX_FACES faces are in view."""
+        self.mesh = FaceMesh(max_faces, static_image_mode=stills,
+                             detector=detector or ("full-range" if stills else "short-range"))
         self.ids = TrackIds(coast_seconds)
         self.camera = camera  # calibrated: landmarks are undistorted with it (scaled per frame)
         self.focal = focal  # pixels, when the user knows it but has not calibrated

@@ -18,6 +18,7 @@ from engines.select import KINDS
 from engines.tensorrt_engine import PRECISIONS
 from streams.errors import FacetrackError
 from streams.frame import Frame
+from streams.image_writer import ImageWriter, is_image_name
 from streams.sinks import Sinks, add_sink_arguments, open_sinks
 from streams.sources import Source, open_source
 from streams.video_writer import VideoWriter
@@ -25,6 +26,7 @@ from streams.window import Window, display_available
 from tracker.arguments import check_distinct, in_range, positive
 from tracker.cli import sigterm_as_interrupt, warn
 from tracker.face_model import FaceModel
+from tracker.landmarks import DETECTORS
 from tracker.overlay import Overlay
 from tracker.pipeline import FaceTracker, frames_ahead
 from tracker.records import frame_record, header
@@ -41,6 +43,7 @@ examples:
   facetrack run --source 0 --show                       # first camera, live window
   facetrack run --source /dev/video2 --record live.jsonl --record-landmarks
   facetrack run --source 'photos/*.jpg' --record photos.jsonl
+  facetrack run --source group.jpg --max-faces 8 --output annotated.jpg
   facetrack run --source rtsp://127.0.0.1:8554/cam --show
   facetrack run --source clip.mp4 --realtime --show     # paced at the clip's own frame rate
   facetrack run --source 0 --publish                    # faces on tcp://127.0.0.1:5570
@@ -60,10 +63,18 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--record", metavar="FILE.jsonl", help="write one JSON line per frame")
     p.add_argument("--record-landmarks", action="store_true",
                    help="include the 478 landmarks of each face in the record")
-    p.add_argument("--output", metavar="FILE.mp4", help="write an annotated H.264 video")
+    p.add_argument("--output", metavar="FILE.mp4",
+                   help="write an annotated H.264 video, or images by the name's end: a "
+                        "photo's as FILE.jpg, one per frame as FILE_%%04d.png")
     p.add_argument("--show", action="store_true", help="open a window with the annotated frames")
     p.add_argument("--max-faces", type=positive(int), default=1, metavar="N",
                    help="track up to N faces (default 1)")
+    p.add_argument("--detector", default="auto", choices=("auto", *DETECTORS),
+                   help="MediaPipe's face detector: short-range finds faces within about 2 m, "
+                        "full-range to about 5 m and the small faces of a group photo, for "
+                        "about 5 ms more a frame while fewer than N faces are in view "
+                        "(default auto: full-range for images, short-range for video; "
+                        "benchmarks/detectors.py)")
     p.add_argument("--realtime", action="store_true",
                    help="pace a file at its own frame rate instead of as fast as possible")
     p.add_argument("--reconnect", type=in_range(float, 0, 86400), default=30.0,
@@ -155,8 +166,7 @@ def run(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         stack.callback(source.close)
         sinks = stack.enter_context(open_sinks(args))
-        writer = (stack.enter_context(VideoWriter(args.output, source.fps, block=not source.live))
-                  if args.output else None)
+        writer = stack.enter_context(_writer(args.output, source)) if args.output else None
         window = _open_window(stack) if args.show else None
         face_model = _face_model(args)
         overlay = (Overlay(mesh=Renderer(face_model, "face") if args.mesh else None)
@@ -167,6 +177,9 @@ def run(args: argparse.Namespace) -> int:
                   f"{profile.info.get('regressor')}, this is {regressor.manifest.model_version}: "
                   "its resting face may be off, calibrate again", file=sys.stderr)
         tracker = stack.enter_context(FaceTracker(args.max_faces, camera=camera,
+                                                  stills=source.stills,
+                                                  detector=(None if args.detector == "auto"
+                                                            else args.detector),
                                                   regressor=regressor, focal=args.focal,
                                                   refiner=(Refiner.load(face_model, args.refine)
                                                            if args.refine else None),
@@ -212,13 +225,21 @@ def _smoother(args: argparse.Namespace) -> Smoother | None:
     return Smoother(predict_ms=args.predict_ms)
 
 
+def _writer(output: str, source: Source) -> VideoWriter | ImageWriter:
+    """The annotated output its name asks for: images (.jpg, .png, ...) or a video."""
+    if is_image_name(output):
+        return ImageWriter(output, source.length)
+    return VideoWriter(output, source.fps, block=not source.live)
+
+
 def _face_model(args: argparse.Namespace) -> FaceModel | None:
     """The face model, loaded once, when refinement or the mesh overlay needs it."""
     return FaceModel.load(args.model) if args.refine or args.mesh else None
 
 
 def _annotate(overlay: Overlay, frame: Frame, faces: list[TrackedFace], stats: RunStats,
-              writer: VideoWriter | None, window: Window | None, camera: Intrinsics) -> bool:
+              writer: VideoWriter | ImageWriter | None, window: Window | None,
+              camera: Intrinsics) -> bool:
     """Draw and hand the frame to the video and the window; False when the window was closed."""
     image = frame.image if frame.image.flags.writeable else frame.image.copy()
     overlay.draw(image, faces, stats.status(faces), camera)
@@ -248,7 +269,7 @@ def _open_window(stack: contextlib.ExitStack) -> Window | None:
 
 
 def _postfix(stats: RunStats, faces: list[TrackedFace], source: Source,
-             writer: VideoWriter | None, sinks: Sinks) -> str:
+             writer: VideoWriter | ImageWriter | None, sinks: Sinks) -> str:
     text = stats.status(faces)
     if source.live:
         text += f"  dropped {source.dropped}"
