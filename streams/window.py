@@ -20,6 +20,7 @@ def display_available() -> bool:
 
 class Window:
     """Shows RGB frames; ``show`` returns False once the user closes it or presses q/Esc.
+    Photos wait for a key: any other key shows the next.
 
     HighGUI must be driven from the thread that created the window, so this runs in the
     tracking loop; ``waitKey(1)`` is what lets the window repaint.
@@ -30,14 +31,19 @@ class Window:
         self._sized = False
         cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
 
-    def show(self, image: np.ndarray) -> bool:
+    def show(self, image: np.ndarray, wait: bool = False) -> bool:
+        """Show IMAGE; with WAIT (a photo, not a moving picture), until a key is pressed."""
         if not self._sized:  # resizable, but first at the frame's own size
             cv2.resizeWindow(self.title, image.shape[1], image.shape[0])
             self._sized = True
         cv2.imshow(self.title, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        key = cv2.waitKey(1) & 0xFF
-        closed = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1
-        return key not in QUIT_KEYS and not closed
+        key = cv2.waitKey(1)
+        while wait and key == -1 and self._open():  # polled: a closed window sends no key
+            key = cv2.waitKey(100)
+        return key & 0xFF not in QUIT_KEYS and self._open()
+
+    def _open(self) -> bool:
+        return cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
 
     def close(self) -> None:
         cv2.destroyWindow(self.title)

@@ -60,6 +60,43 @@ def test_run_with_show(display: str, footage_dir: Path) -> None:
     assert "warning" not in result.stderr and "72 frames" in result.stderr
 
 
+def test_photos_wait_for_a_key(display: str, footage_dir: Path, tmp_path: Path) -> None:
+    """A photo stays on screen until a key: space shows the next, q ends the run."""
+    if not shutil.which("xdotool"):
+        pytest.skip("xdotool is not installed (Debian package xdotool); .ci/run installs it")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        shutil.copy(footage_dir / "single_face.jpg", photos / name)
+    record = tmp_path / "photos.jsonl"
+    env = {**os.environ, "DISPLAY": display}
+    run = subprocess.Popen([FACETRACK, "run", "--source", str(photos), "--show", "--record",
+                            str(record)], stderr=subprocess.PIPE, text=True, env=env)
+
+    def press(key: str) -> None:
+        subprocess.run(["xdotool", "search", "--sync", "--name", "^facetrack$",
+                        "windowfocus", "--sync", "key", key], env=env, check=True, timeout=60)
+        time.sleep(2)
+
+    def frames() -> int:
+        return record.read_text().count('"frame"') if record.exists() else 0
+
+    try:
+        deadline = time.monotonic() + 60
+        while frames() < 1:
+            assert run.poll() is None and time.monotonic() < deadline, run.stderr.read()
+            time.sleep(0.2)
+        time.sleep(2)
+        assert run.poll() is None and frames() == 1  # held on the first photo
+        press("space")
+        assert run.poll() is None and frames() == 2
+        press("q")
+        assert run.wait(30) == 0
+    finally:
+        run.kill()
+    assert "2 frames" in run.stderr.read()
+
+
 def test_show_without_display_warns_and_runs(footage_dir: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     result = subprocess.run(

@@ -142,9 +142,12 @@ class RunStats:
         self.frames += 1
         self.frames_with_faces += any(f.status == TRACKING for f in faces)
 
-    def status(self, faces: list[TrackedFace]) -> str:
-        tracked = sum(f.status == TRACKING for f in faces)
-        return f"fps {self.fps:.1f}  latency {self.latency * 1e3:.0f} ms  faces {tracked}"
+    def status(self, faces: list[TrackedFace], timing: bool = True) -> str:
+        """The status line; without TIMING only the faces (a photo has no frame rate)."""
+        tracked = f"faces {sum(f.status == TRACKING for f in faces)}"
+        if not timing:
+            return tracked
+        return f"fps {self.fps:.1f}  latency {self.latency * 1e3:.0f} ms  {tracked}"
 
     def summary(self) -> str:
         seconds = time.perf_counter() - self._started
@@ -202,8 +205,9 @@ def run(args: argparse.Namespace) -> int:
                     latency = (time.monotonic() - frame.time if source.live
                                else time.perf_counter() - started)
                     stats.add(faces, latency)
-                    if overlay and not _annotate(overlay, frame, faces, stats, writer, window,
-                                                 tracker.intrinsics(*frame.size)):
+                    if overlay and not _annotate(
+                            overlay, frame, faces, stats.status(faces, timing=not source.stills),
+                            writer, window, tracker.intrinsics(*frame.size), source.stills):
                         break
                     progress.update()
                     if stats.frames % 10 == 0:
@@ -237,15 +241,16 @@ def _face_model(args: argparse.Namespace) -> FaceModel | None:
     return FaceModel.load(args.model) if args.refine or args.mesh else None
 
 
-def _annotate(overlay: Overlay, frame: Frame, faces: list[TrackedFace], stats: RunStats,
+def _annotate(overlay: Overlay, frame: Frame, faces: list[TrackedFace], status: str,
               writer: VideoWriter | ImageWriter | None, window: Window | None,
-              camera: Intrinsics) -> bool:
-    """Draw and hand the frame to the video and the window; False when the window was closed."""
+              camera: Intrinsics, still: bool) -> bool:
+    """Draw and hand the frame to the output and the window, which holds a STILL until a key;
+    False when the window was closed."""
     image = frame.image if frame.image.flags.writeable else frame.image.copy()
-    overlay.draw(image, faces, stats.status(faces), camera)
+    overlay.draw(image, faces, status, camera)
     if writer:
         writer.write(image, frame.time)
-    return window.show(image) if window else True
+    return window.show(image, wait=still) if window else True
 
 
 def _header(args: argparse.Namespace, source: Source, frame: Frame | None,
