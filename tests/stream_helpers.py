@@ -49,9 +49,13 @@ def paced_tcp_stream(data: bytes, seconds: float, cut: float | None = None,
     listener.bind(("127.0.0.1", 0))  # the port is ours; until listen(), connecting is refused
     sends = [data] if cut is None else [data[: int(len(data) * cut)], data]
 
+    if not late:
+        listener.listen()  # before the address is handed out, or a quick client is refused
+
     def send() -> None:
-        time.sleep(late)
-        listener.listen()
+        if late:
+            time.sleep(late)
+            listener.listen()
         for part in sends:
             connection, _ = listener.accept()
             with connection, suppress(OSError):  # the client may hang up first

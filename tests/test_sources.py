@@ -316,7 +316,7 @@ def test_a_stream_not_up_yet_is_waited_for_within_reconnect(mpegts_bytes: bytes)
     started = time.monotonic()
     with (
         paced_tcp_stream(mpegts_bytes, seconds=STREAM_FRAMES / 30, late=2) as url,
-        open_source(url, timeout=5, reconnect=10) as source,
+        open_source(url, timeout=5, reconnect=3.5) as source,
     ):
         opened = time.monotonic() - started
         frames = list(source)
