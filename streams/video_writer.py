@@ -43,7 +43,15 @@ class VideoWriter:
             reason = ("FFmpeg tells the container from the name's end: use .mp4, .mkv, .mov "
                       "or .avi" if isinstance(error, ValueError) else error)
             raise SinkError(f"cannot write video {self.path}: {reason}") from None
-        self._stream = None
+        try:  # the size is set by the first frame
+            self._stream = self._container.add_stream(
+                "libx264", rate=Fraction(self.fps).limit_denominator(1001), options=self._options)
+        except ValueError as error:  # a container without H.264: .webm, .gif
+            self._container.close()
+            raise SinkError(f"cannot write video {self.path}: {error}; use .mp4, .mkv, .mov "
+                            "or .avi") from None
+        self._stream.pix_fmt = "yuv420p"
+        self._stream.codec_context.time_base = TIME_BASE
         self._last_pts = -1
         self._thread = threading.Thread(target=self._encode_loop, name="video-writer",
                                         daemon=True)
@@ -65,7 +73,7 @@ class VideoWriter:
             self._thread.join()
         if self._container is not None:
             try:
-                if self._stream is not None:
+                if self.written:
                     self._container.mux(self._stream.encode(None))
                 self._container.close()
             except (OSError, av.FFmpegError) as error:
@@ -87,13 +95,8 @@ class VideoWriter:
     def _encode(self, image: np.ndarray, time: float) -> None:
         # yuv420p needs even sizes: drop a trailing odd row or column.
         image = image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2]
-        if self._stream is None:
-            self._stream = self._container.add_stream(
-                "libx264", rate=Fraction(self.fps).limit_denominator(1001),
-                options=self._options)
+        if not self.written:
             self._stream.width, self._stream.height = image.shape[1], image.shape[0]
-            self._stream.pix_fmt = "yuv420p"
-            self._stream.codec_context.time_base = TIME_BASE
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         self._last_pts = max(round(time / TIME_BASE), self._last_pts + 1)
         frame.pts, frame.time_base = self._last_pts, TIME_BASE

@@ -140,6 +140,7 @@ def test_bad_source(tmp_path: Path, make_source, words: list[str]) -> None:
     ("--output", "no-such-dir/out.mp4", []),
     ("--output", "out.xyz", ["use .mp4"]),
     ("--output", "out", ["use .mp4"]),
+    ("--output", "out.webm", ["does not support", "use .mp4"]),
 ])
 def test_unwritable_output(footage_dir: Path, tmp_path: Path, flag: str, name: str,
                            words: list[str]) -> None:
