@@ -32,6 +32,10 @@ log = logging.getLogger("facetrack.sources")
 URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 GLOB = re.compile(r"[*?[]")
 # What cv2.imread reads; anything else in a folder is not an image of the sequence.
+# Video files a folder or glob may hold for a batch (`video_batch`); any one FFmpeg reads works
+# as a single --source.
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".ts", ".mts",
+                            ".m2ts", ".flv", ".wmv", ".mpg", ".mpeg", ".3gp", ".ogv"})
 IMAGE_SUFFIXES = frozenset(
     {".bmp", ".dib", ".jpg", ".jpeg", ".jpe", ".jp2", ".png", ".webp", ".avif", ".pbm", ".pgm"}
     | {".ppm", ".pxm", ".pnm", ".pfm", ".sr", ".ras", ".tif", ".tiff", ".exr", ".hdr", ".pic"}
@@ -333,6 +337,21 @@ def open_source(spec: str, *, realtime: bool = False, timeout: float = 10.0,
             raise SourceError(f"no images match {spec}")
         return ImageSource(spec, paths)
     raise SourceError(f"no such file: {spec}")
+
+
+def video_batch(spec: str) -> list[Path] | None:
+    """The videos a folder or glob SPEC names, in natural order, when it names no images (those
+    make one image sequence, `open_source`); None when SPEC is anything else."""
+    if URL.match(spec) or Path(spec).is_file():
+        return None
+    if Path(spec).is_dir():
+        paths = list(Path(spec).iterdir())
+    elif GLOB.search(spec):
+        paths = [Path(match) for match in glob.glob(spec)]
+    else:
+        return None
+    videos = [path for path in paths if path.suffix.lower() in VIDEO_SUFFIXES and path.is_file()]
+    return sorted(videos, key=_natural_key) if videos and not _image_paths(paths) else None
 
 
 def list_cameras(max_index: int = 10) -> list[str]:

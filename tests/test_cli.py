@@ -105,6 +105,46 @@ def test_images_from_a_video_need_a_number_in_the_name(footage_dir: Path,
     assert not list(tmp_path.iterdir())
 
 
+def test_a_folder_of_videos_is_run_video_by_video(footage_dir: Path, tmp_path: Path) -> None:
+    """A batch: each video tracked on its own, in natural order, its record and annotated video
+    named after it; one that cannot be read is a warning, and the others are still done."""
+    takes = tmp_path / "takes"
+    takes.mkdir()
+    clip = (footage_dir / "single_face.mp4").read_bytes()
+    (takes / "take_2.mp4").write_bytes(clip)
+    (takes / "take_10.mkv").write_bytes(clip)  # FFmpeg reads the content, whatever the name
+    (takes / "take_3.mp4").write_bytes(clip[10_000:20_000])  # no header: unreadable
+    (takes / "notes.txt").write_text("not a video")
+    result = facetrack("run", "--source", str(takes), "--record", str(tmp_path / "records"),
+                       "--output", str(tmp_path / "annotated"))
+    assert result.returncode == 1, result.stderr
+    order = [line.rsplit("/", 1)[1] for line in result.stderr.splitlines() if " of 3: " in line]
+    assert order == ["take_2.mp4", "take_3.mp4", "take_10.mkv"]
+    assert "warning: cannot open" in result.stderr and "take_3.mp4" in result.stderr
+    assert "3 videos: 2 tracked, 1 could not be read" in result.stderr
+    for stem in ("take_2", "take_10"):
+        _, frames = read_records(tmp_path / "records" / f"{stem}.jsonl")
+        assert len(frames) == 72 and frames[10]["faces"][0]["status"] == "tracking"
+        with av.open(str(tmp_path / "annotated" / f"{stem}.mp4")) as video:
+            assert sum(1 for _ in video.decode(video=0)) == 72
+    assert sorted(p.name for p in (tmp_path / "records").iterdir()) == ["take_10.jsonl",
+                                                                      "take_2.jsonl"]
+
+
+@pytest.mark.parametrize(("flags", "words"), [
+    (["--record", "{tmp}/faces.jsonl"], ["2 videos", "folder"]),
+    (["--publish"], ["--publish", "facetrack replay"]),
+])
+def test_a_batch_is_refused_what_it_cannot_do(footage_dir: Path, tmp_path: Path,
+                                              flags: list[str], words: list[str]) -> None:
+    for name in ("a.mp4", "b.mp4"):
+        shutil.copy(footage_dir / "single_face.mp4", tmp_path / name)
+    result = facetrack("run", "--source", str(tmp_path / "*.mp4"),
+                       *(f.format(tmp=tmp_path) for f in flags))
+    assert_one_line_error(result, *words)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4", "b.mp4"]
+
+
 def test_truncated_video_keeps_what_decodes(footage_dir: Path, tmp_path: Path) -> None:
     # This clip keeps its index (moov) at the front, so the first 60% opens and decodes.
     whole = (footage_dir / "WolfgangLanger_Pexels.mp4").read_bytes()

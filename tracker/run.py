@@ -16,11 +16,11 @@ from calibrate.intrinsics import Intrinsics, load_camera
 from calibrate.profile import FaceProfile
 from engines.select import KINDS
 from engines.tensorrt_engine import PRECISIONS
-from streams.errors import FacetrackError
+from streams.errors import FacetrackError, SinkError, SourceError
 from streams.frame import Frame
 from streams.image_writer import ImageWriter, is_image_name
 from streams.sinks import Sinks, add_sink_arguments, open_sinks
-from streams.sources import Source, open_source
+from streams.sources import Source, open_source, video_batch
 from streams.video_writer import VideoWriter
 from streams.window import Window, display_available
 from tracker.arguments import check_distinct, in_range, positive
@@ -43,6 +43,7 @@ examples:
   facetrack run --source 0 --show                       # first camera, live window
   facetrack run --source /dev/video2 --record live.jsonl --record-landmarks
   facetrack run --source 'photos/*.jpg' --record photos.jsonl
+  facetrack run --source takes/ --record records/ --output annotated/   # each video of a folder
   facetrack run --source group.jpg --max-faces 8 --output annotated.jpg
   facetrack run --source rtsp://127.0.0.1:8554/cam --show
   facetrack run --source clip.mp4 --realtime --show     # paced at the clip's own frame rate
@@ -59,7 +60,9 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--source", required=True,
                    help="video file, image, folder or glob of images, camera index or device "
-                        "(0, /dev/video2), or URL (rtsp://, http(s)://, udp://, tcp://)")
+                        "(0, /dev/video2), or URL (rtsp://, http(s)://, udp://, tcp://); a "
+                        "folder or glob of videos runs each in turn, --record and --output "
+                        "then naming folders")
     p.add_argument("--record", metavar="FILE.jsonl", help="write one JSON line per frame")
     p.add_argument("--record-landmarks", action="store_true",
                    help="include the 478 landmarks of each face in the record")
@@ -158,6 +161,63 @@ class RunStats:
 
 
 def run(args: argparse.Namespace) -> int:
+    videos = video_batch(args.source)
+    return _run_batch(args, videos) if videos else _run_one(args)
+
+
+def _run_batch(args: argparse.Namespace, videos: list[Path]) -> int:
+    """Each video of a folder or glob, in turn, as a run of its own: its record and annotated
+    video are named after it, in the folders --record and --output name. A video that cannot
+    be opened or decoded is a warning and the batch goes on; Ctrl-C stops the batch."""
+    count = f"{len(videos)} video{'s' if len(videos) > 1 else ''}"
+    if args.publish or args.vmc:
+        raise FacetrackError(f"--publish and --vmc send one source's faces: record the {count} "
+                             "(--record DIR) and send each with 'facetrack replay'")
+    stems = [video.stem for video in videos]
+    if len(set(stems)) < len(stems):
+        twice = sorted({stem for stem in stems if stems.count(stem) > 1})
+        raise FacetrackError(f"{count} would share output names ({', '.join(twice)}): give "
+                             "them different names, or run them apart")
+    records = _batch_folder(args.record, "--record", count)
+    outputs = _batch_folder(args.output, "--output", count)
+    status, unread = 0, 0
+    for number, video in enumerate(videos, 1):
+        if not args.quiet:
+            print(f"facetrack: video {number} of {len(videos)}: {video}", file=sys.stderr)
+        one = argparse.Namespace(**{
+            **vars(args), "source": str(video),
+            "record": records and str(records / f"{video.stem}.jsonl"),
+            "output": outputs and str(outputs / f"{video.stem}.mp4")})
+        try:
+            code = _run_one(one)
+        except SourceError as error:  # this video's own problem: the others may be fine
+            print(f"facetrack: warning: {error}", file=sys.stderr)
+            code, unread = 1, unread + 1
+        if code == 130:
+            return code
+        status = max(status, code)
+    if unread:
+        print(f"facetrack: {count}: {len(videos) - unread} tracked, {unread} could not be read",
+              file=sys.stderr)
+    return status
+
+
+def _batch_folder(name: str | None, option: str, count: str) -> Path | None:
+    """The folder a batch writes one file per video into, made if missing."""
+    if name is None:
+        return None
+    folder = Path(name)
+    if folder.suffix and not folder.is_dir():
+        raise FacetrackError(f"{option} {name}: {count} write one file each into a folder; name "
+                             f"one, as in {option} {folder.with_suffix('')}/")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SinkError(f"cannot make folder {name}: {error.strerror}") from None
+    return folder
+
+
+def _run_one(args: argparse.Namespace) -> int:
     check_distinct({"--source": args.source if Path(args.source).is_file() else None,
                     "--output": args.output, "--record": args.record})
     camera = load_camera(args.camera) if args.camera else None
