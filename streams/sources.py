@@ -31,11 +31,11 @@ RETRY_SECONDS = 0.5  # between tries to reopen a live stream that dropped
 log = logging.getLogger("facetrack.sources")
 URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 GLOB = re.compile(r"[*?[]")
-# What cv2.imread reads; anything else in a folder is not an image of the sequence.
 # Video files a folder or glob may hold for a batch (`video_batch`); any one FFmpeg reads works
 # as a single --source.
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".ts", ".mts",
                             ".m2ts", ".flv", ".wmv", ".mpg", ".mpeg", ".3gp", ".ogv"})
+# What cv2.imread reads; anything else in a folder is not an image of the sequence.
 IMAGE_SUFFIXES = frozenset(
     {".bmp", ".dib", ".jpg", ".jpeg", ".jpe", ".jp2", ".png", ".webp", ".avif", ".pbm", ".pgm"}
     | {".ppm", ".pxm", ".pnm", ".pfm", ".sr", ".ras", ".tif", ".tiff", ".exr", ".hdr", ".pic"}

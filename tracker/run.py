@@ -36,6 +36,8 @@ from tracker.render import Renderer
 from tracker.smoothing import Smoother
 from tracker.tracks import TRACKING, TrackedFace
 
+Output = VideoWriter | ImageWriter  # what --output writes: both take the annotated frames
+
 RUN_EXAMPLES = """\
 examples:
   facetrack run --source video.mp4 --record faces.jsonl
@@ -289,7 +291,7 @@ def _smoother(args: argparse.Namespace) -> Smoother | None:
     return Smoother(predict_ms=args.predict_ms)
 
 
-def _writer(output: str, source: Source) -> VideoWriter | ImageWriter:
+def _writer(output: str, source: Source) -> Output:
     """The annotated output its name asks for: images (.jpg, .png, ...) or a video."""
     if is_image_name(output):
         return ImageWriter(output, source.length)
@@ -302,7 +304,7 @@ def _face_model(args: argparse.Namespace) -> FaceModel | None:
 
 
 def _annotate(overlay: Overlay, frame: Frame, faces: list[TrackedFace], status: str,
-              writer: VideoWriter | ImageWriter | None, window: Window | None,
+              writer: Output | None, window: Window | None,
               camera: Intrinsics, still: bool) -> bool:
     """Draw and hand the frame to the output and the window, which holds a STILL until a key;
     False when the window was closed."""
@@ -334,7 +336,7 @@ def _open_window(stack: contextlib.ExitStack) -> Window | None:
 
 
 def _postfix(stats: RunStats, faces: list[TrackedFace], source: Source,
-             writer: VideoWriter | ImageWriter | None, sinks: Sinks) -> str:
+             writer: Output | None, sinks: Sinks) -> str:
     text = stats.status(faces)
     if source.live:
         text += f"  dropped {source.dropped}"
