@@ -170,7 +170,7 @@ def test_truncated_video_keeps_what_decodes(footage_dir: Path, tmp_path: Path) -
 ], ids=["missing-path", "text-as-mp4", "url-no-answer", "no-camera", "glob-no-match"])
 def test_bad_source(tmp_path: Path, make_source, words: list[str]) -> None:
     result = facetrack("run", "--source", make_source(tmp_path), "--record",
-                       str(tmp_path / "out.jsonl"), timeout=60)
+                       str(tmp_path / "out.jsonl"), "--reconnect", "0.5", timeout=60)
     assert_one_line_error(result, *words)
     assert not (tmp_path / "out.jsonl").exists(), "nothing written for a source never opened"
 
