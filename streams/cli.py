@@ -4,7 +4,9 @@ docs/protocol.md), for checking a stream, re-sending a recording and making CURV
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import os
 import shutil
 import sys
 import time
@@ -84,12 +86,19 @@ def _listen(args: argparse.Namespace) -> int:
                     show(message)
                     received += 1
         except KeyboardInterrupt:
-            print(f"facetrack: {received} face messages", file=sys.stderr)
-            return 130
+            status = 130
+        except BrokenPipeError:  # the reader went away (`facetrack listen | head`): done
+            os.dup2(os.open(os.devnull, os.O_WRONLY), output.fileno())  # no flush error at exit
+            status = 0
+        except OSError as error:  # a full disk
+            raise SinkError(f"cannot write {args.csv or 'standard output'}: "
+                            f"{error.strerror}") from None
         finally:
             if output is not sys.stdout:
-                output.close()
-    return 0
+                with contextlib.suppress(OSError):  # each row was flushed, or its error raised
+                    output.close()
+    print(f"facetrack: {received} face messages", file=sys.stderr)
+    return status
 
 
 def _open_csv(path: str) -> TextIO:

@@ -42,8 +42,12 @@ class Recorder:
     dropped = 0
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
+        if self._file is None:
+            return
+        try:
+            self._file.close()  # flushes: a full disk may only tell here
+        except OSError as error:
+            raise SinkError(f"cannot write record {self.path}: {error.strerror}") from None
 
     def __enter__(self) -> Recorder:
         return self

@@ -190,6 +190,13 @@ def test_unwritable_output(footage_dir: Path, tmp_path: Path, flag: str, name: s
     assert not target.exists()
 
 
+def test_a_full_disk_is_one_line(footage_dir: Path) -> None:
+    """/dev/full takes the open and refuses every write, as a disk that has filled does."""
+    result = facetrack("run", "--source", str(footage_dir / "single_face.jpg"),
+                       "--record", "/dev/full")
+    assert_one_line_error(result, "cannot write record /dev/full", "No space left")
+
+
 @pytest.mark.parametrize(("flags", "named"), [
     (["--output", "{source}"], "--source and --output"),
     (["--record", "{source}"], "--source and --record"),

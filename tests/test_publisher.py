@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -297,6 +298,43 @@ def test_endpoints_zeromq_takes_but_never_reaches_are_refused(
             if command == "run" else ["listen", endpoint])
     result = subprocess.run([FACETRACK, *args], capture_output=True, text=True, timeout=60)
     assert_one_line_error(result, endpoint, *words)
+
+
+@pytest.mark.parametrize("where", ["a pipe closed by its reader", "a full disk"])
+def test_listen_whose_output_fails_ends_in_one_line(publisher: Publisher, where: str) -> None:
+    """`facetrack listen | head -2`: once the reader has gone, listen ends quietly (exit 0).
+    `--csv` on a full disk (/dev/full): one line that says so."""
+    args = ["--csv", "/dev/full"] if where == "a full disk" else []
+    listen = subprocess.Popen([FACETRACK, "listen", publisher.endpoint, *args],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stop = threading.Event()
+
+    def feed() -> None:  # frames until the test ends, so nothing it reads can starve
+        frame = 0
+        while not stop.is_set():
+            publisher.send_frame(record(frame))
+            frame += 1
+            time.sleep(0.01)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        if not args:
+            assert listen.stdout.readline() and listen.stdout.readline()
+            listen.stdout.close()  # as `head -2` does once it has its lines
+        listen.wait(timeout=30)
+    finally:
+        stop.set()
+        feeder.join()
+        listen.kill()
+    stderr = listen.stderr.read()
+    assert "Traceback" not in stderr
+    if args:
+        assert listen.returncode == 2
+        assert_one_line_error(subprocess.CompletedProcess([], 2, "", stderr),
+                              "cannot write /dev/full", "No space left")
+    else:
+        assert listen.returncode == 0 and "face messages" in stderr
 
 
 def test_ipv6_loopback_carries_the_stream() -> None:
