@@ -68,7 +68,7 @@ def add_keys_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _listen(args: argparse.Namespace) -> int:
-    received = 0
+    received, status = 0, 0
     described: dict[str, str] = {}  # per stream; a new identity alone resends the metadata
     with Subscriber(args.endpoint, args.stream, args.curve) as subscriber:
         print(f"facetrack: listening on {args.endpoint}", file=sys.stderr, flush=True)
@@ -89,7 +89,6 @@ def _listen(args: argparse.Namespace) -> int:
             status = 130
         except BrokenPipeError:  # the reader went away (`facetrack listen | head`): done
             os.dup2(os.open(os.devnull, os.O_WRONLY), output.fileno())  # no flush error at exit
-            status = 0
         except OSError as error:  # a full disk
             raise SinkError(f"cannot write {args.csv or 'standard output'}: "
                             f"{error.strerror}") from None

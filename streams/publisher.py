@@ -69,8 +69,7 @@ class Publisher:
         self._context = zmq.Context()
         self._auth: ThreadAuthenticator | None = None
         self._socket = self._context.socket(zmq.XPUB)
-        # Only for an IPv6 address: with it on, ZeroMQ names an IPv4 one [::ffff:127.0.0.1].
-        self._socket.setsockopt(zmq.IPV6, "[" in endpoint)
+        self._socket.setsockopt(zmq.IPV6, is_ipv6(endpoint))
         try:
             self._configure(curve)
             self._socket.bind(endpoint)
@@ -232,6 +231,12 @@ def endpoint_problem(endpoint: str, binding: bool) -> str | None:
         except socket.gaierror:
             return f"no host {host} is known"
     return None
+
+
+def is_ipv6(endpoint: str) -> bool:
+    """Whether ENDPOINT names an IPv6 address (``tcp://[::1]:5570``), for ZeroMQ's IPV6 socket
+    option: set only then, since with it on ZeroMQ names an IPv4 endpoint [::ffff:127.0.0.1]."""
+    return "[" in endpoint
 
 
 def is_local(endpoint: str) -> bool:

@@ -27,6 +27,7 @@ from streams.publisher import (
     DEFAULT_ENDPOINT,
     SERVER_KEY,
     endpoint_problem,
+    is_ipv6,
     load_key,
     load_keypair,
 )
@@ -83,8 +84,7 @@ class Subscriber:
         self.invalid = 0  # messages that could not be decoded, skipped
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.SUB)
-        # Only for an IPv6 address: with it on, ZeroMQ names an IPv4 one [::ffff:127.0.0.1].
-        self._socket.setsockopt(zmq.IPV6, "[" in endpoint)
+        self._socket.setsockopt(zmq.IPV6, is_ipv6(endpoint))
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         try:

@@ -31,7 +31,6 @@ class VideoWriter:
         self.block = block
         self.dropped = 0
         self.written = 0
-        self._options = {"crf": str(crf), "preset": preset}
         self._queue: queue.Queue = queue.Queue(maxsize=16)
         self._error: Exception | None = None
         # FFmpeg opens (and empties) the file only at the first packet: find out now whether
@@ -45,7 +44,8 @@ class VideoWriter:
             raise SinkError(f"cannot write video {self.path}: {reason}") from None
         try:  # the size is set by the first frame
             self._stream = self._container.add_stream(
-                "libx264", rate=Fraction(self.fps).limit_denominator(1001), options=self._options)
+                "libx264", rate=Fraction(self.fps).limit_denominator(1001),
+                options={"crf": str(crf), "preset": preset})
         except ValueError as error:  # a container without H.264: .webm, .gif
             self._container.close()
             raise SinkError(f"cannot write video {self.path}: {error}; use .mp4, .mkv, .mov "

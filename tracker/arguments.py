@@ -58,7 +58,7 @@ def check_writable(path: str | Path) -> None:
 
 def check_distinct(files: dict[str, str | Path | None]) -> None:
     """A one-line error when two of the options (name -> file, None for unset) name one file:
-    an output is emptied when it is opened, so `--output` over `--source` would wipe the video
+    an output is emptied by its first write, so `--output` over `--source` would wipe the video
     being read, and two outputs would write over each other."""
     seen: dict[Path, str] = {}
     for option, name in files.items():
