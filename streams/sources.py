@@ -285,7 +285,8 @@ class ImageSource(Source):
     Stills have no clock: ``fps`` is None and ``time`` is the image's position in seconds, so
     time steps stay positive and large (unrelated stills should not look like smooth motion).
     ``index`` is the position in the list too, so an unreadable image (skipped, with a warning)
-    leaves a gap rather than shifting the numbering of the images after it.
+    leaves a gap rather than shifting the numbering of the images after it. A frame's
+    ``source`` is its image's path, which records name it by.
     """
 
     def __init__(self, spec: str, paths: list[Path]) -> None:
@@ -298,7 +299,7 @@ class ImageSource(Source):
             if bgr is None:
                 self.warnings.append(f"skipped unreadable image {path}")
                 continue
-            yield Frame(self.name, index, float(index), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            yield Frame(str(path), index, float(index), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
 
     def _release(self) -> None:
         """Nothing stays open between images."""

@@ -97,6 +97,33 @@ def test_each_photo_of_a_folder_is_searched_afresh(footage_dir: Path, tmp_path: 
         "annotated_00.png", "annotated_01.png", "annotated_02.png"]
 
 
+def test_each_photo_is_read_on_its_own(footage_dir: Path, tmp_path: Path) -> None:
+    """A portrait, a group photo of another size, the portrait again: each photo's faces are
+    numbered from 0, left to right, none carried over or reported lost from the photo before,
+    each read as it is alone (no smoothing or identity pooled across photos); each record
+    names its photo with that photo's size and intrinsics."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name, original in [("1.jpg", "single_face.jpg"), ("2.jpg", "multi_face.jpg"),
+                           ("3.jpg", "single_face.jpg")]:
+        shutil.copy(footage_dir / original, photos / name)
+    facetrack_ok("run", "--source", str(photos), "--max-faces", "5",
+                 "--record", str(tmp_path / "photos.jsonl"))
+    facetrack_ok("run", "--source", str(photos / "2.jpg"), "--max-faces", "5",
+                 "--record", str(tmp_path / "alone.jsonl"))
+    _, frames = read_records(tmp_path / "photos.jsonl")
+    assert [frame["image"] for frame in frames] == [str(photos / n) for n in
+                                                     ("1.jpg", "2.jpg", "3.jpg")]
+    assert [frame["image_size"] for frame in frames] == [[572, 562], [1000, 667], [572, 562]]
+    assert [frame["intrinsics"]["cx"] for frame in frames] == [286, 500, 286]
+    assert [[(face["track"], face["status"]) for face in frame["faces"]] for frame in frames] == [
+        [(0, "tracking")], [(n, "tracking") for n in range(5)], [(0, "tracking")]]
+    lefts = [face["bbox"][0] for face in frames[1]["faces"]]
+    assert lefts == sorted(lefts)
+    assert frames[1]["faces"] == read_records(tmp_path / "alone.jsonl")[1][0]["faces"]
+    assert frames[2]["faces"] == frames[0]["faces"]
+
+
 def test_images_from_a_video_need_a_number_in_the_name(footage_dir: Path,
                                                        tmp_path: Path) -> None:
     result = facetrack("run", "--source", str(footage_dir / "single_face.mp4"),

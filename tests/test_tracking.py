@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -67,6 +68,22 @@ def test_no_face_in_cartoon(footage_dir: Path) -> None:
     frames = track_file(footage_dir / "no_face.mp4")
     assert len(frames) >= 95
     assert not any(frames)
+
+
+def test_a_face_back_after_a_gap_longer_than_the_coast_is_a_new_track(
+        footage_dir: Path) -> None:
+    """A stream that stalled for 2 s and came back: the face where it was is a new track,
+    whose smoother and identity start afresh, and the old track is reported lost once."""
+    with open_source(str(footage_dir / "single_face.mp4")) as source:
+        frames = [frame for _, frame in zip(range(20), source, strict=False)]
+    resumed = [replace(frame, index=frame.index + 10, time=frame.time + 2.0)
+               for frame in frames[10:]]
+    with FaceTracker(1) as tracker:
+        statuses = [[(f.track, f.status) for f in tracker.process(frame)]
+                    for frame in frames[:10] + resumed]
+    assert statuses[:10] == [[(0, TRACKING)]] * 10
+    assert statuses[10] == [(1, TRACKING), (0, LOST)]
+    assert statuses[11:] == [[(1, TRACKING)]] * 9
 
 
 def face_crop(image: np.ndarray, size: tuple[int, int] = (180, 210)) -> np.ndarray:

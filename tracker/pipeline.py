@@ -46,11 +46,14 @@ class FaceTracker:
                  pool_identity: bool = True, stills: bool = False,
                  detector: str | None = None) -> None:
         """``stills``: the frames are unrelated photos, each searched afresh (MediaPipe's
-        static mode). ``detector``: MediaPipe's face detector (`tracker.landmarks.DETECTORS`);
+        static mode) and read on its own: its faces numbered from 0, each face's state its
+        own photo's fit, with no identity pooled and no face lost from the photo before.
+        ``detector``: MediaPipe's face detector (`tracker.landmarks.DETECTORS`);
         by default full-range for stills, where a group photo's faces are small, else
         short-range, which costs less while fewer than MAX_FACES faces are in view."""
         self.mesh = FaceMesh(max_faces, static_image_mode=stills,
                              detector=detector or ("full-range" if stills else "short-range"))
+        self.stills = stills
         self.ids = TrackIds(coast_seconds)
         self.camera = camera  # calibrated: landmarks are undistorted with it (scaled per frame)
         self.focal = focal  # pixels, when the user knows it but has not calibrated
@@ -58,7 +61,8 @@ class FaceTracker:
         self.refiner = refiner  # a few Levenberg-Marquardt steps after the regressor
         self.smoother = smoother  # fits to face states; needs the regressor's fits
         self.profile = profile  # one person's identity, resting face and expression ranges
-        self.pool_identity = pool_identity  # False: each frame's own identity reading
+        # False: each frame's own identity reading
+        self.pool_identity = pool_identity and not stills
         self._intrinsics: Intrinsics | None = None  # of the last frame size asked for
         self._identities: dict[int, IdentityEstimate] = {}  # each track's identity so far
 
@@ -146,6 +150,9 @@ class FaceTracker:
         if self.undistorts:
             camera = self.intrinsics(*frame.size)
             faces = [_undistorted(face, camera) for face in faces]
+        if self.stills:  # numbered afresh, left to right
+            self.ids = TrackIds(self.ids.coast_seconds)
+            faces = sorted(faces, key=lambda face: face.bbox[0])
         return self.ids.update(faces, frame.time)
 
     def fit(self, tracked: list[TrackedFace], width: int, height: int) -> list[TrackedFace]:
@@ -194,6 +201,8 @@ class FaceTracker:
         tracks predicted, lost ones reported once and forgotten)."""
         if self.smoother is None or self.regressor is None:
             return tracked
+        if self.stills:  # a state starts at its first fit: here, this photo's
+            self.smoother.filters.clear()
         states = {state.track: state for state in self.smoother.update(
             time, ((face.track, face.status, face.fit) for face in tracked))}
         return [replace(face, state=states.get(face.track)) for face in tracked]

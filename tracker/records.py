@@ -48,10 +48,17 @@ def header(source: str, intrinsics: Intrinsics | None, *, fps: float | None,
     }
 
 
-def frame_record(frame: Frame, faces: list[TrackedFace], *, landmarks: bool) -> dict:
-    """One frame: every face tracked, coasting or lost in it."""
-    return {"frame": frame.index, "time": round(frame.time, 6),
-            "faces": [face_record(face, landmarks=landmarks) for face in faces]}
+def frame_record(frame: Frame, faces: list[TrackedFace], *, landmarks: bool,
+                 still: Intrinsics | None = None) -> dict:
+    """One frame: every face tracked, coasting or lost in it. For one of a run's unrelated
+    photos, STILL is its intrinsics: the record names the photo and gives its size and
+    intrinsics, which the header has only for the first."""
+    record: dict = {"frame": frame.index, "time": round(frame.time, 6)}
+    if still is not None:
+        record.update(image=frame.source, image_size=[still.width, still.height],
+                      intrinsics=still.to_dict())
+    record["faces"] = [face_record(face, landmarks=landmarks) for face in faces]
+    return record
 
 
 def face_record(face: TrackedFace, *, landmarks: bool) -> dict:

@@ -259,17 +259,19 @@ def _run_one(args: argparse.Namespace) -> int:
         try:
             with sigterm_as_interrupt():  # sinks flushed and closed, exit 130
                 for frame, faces, started in processed:
+                    camera = tracker.intrinsics(*frame.size)
                     if sinks:
                         if not sinks.header_sent:
                             sinks.send_header(_header(args, source, frame, tracker))
-                        sinks.send_frame(frame_record(frame, faces,
-                                                      landmarks=args.record_landmarks))
+                        sinks.send_frame(frame_record(
+                            frame, faces, landmarks=args.record_landmarks,
+                            still=camera if source.stills else None))
                     latency = (time.monotonic() - frame.time if source.live
                                else time.perf_counter() - started)
                     stats.add(faces, latency)
                     if overlay and not _annotate(
                             overlay, frame, faces, stats.status(faces, timing=not source.stills),
-                            writer, window, tracker.intrinsics(*frame.size), source.stills):
+                            writer, window, camera, source.stills):
                         break
                     progress.update()
                     if stats.frames % 10 == 0:

@@ -60,7 +60,13 @@ class TrackIds:
         self._next_id = 0
 
     def update(self, faces: list[FaceObservation], time: float) -> list[TrackedFace]:
-        """Faces with their track ids, then coasting tracks, then tracks lost in this frame."""
+        """Faces with their track ids, then coasting tracks, then tracks lost in this frame.
+
+        A track unseen for over ``coast_seconds`` is lost before the matching: a face found
+        where it was after a longer gap (a stream that came back, the next of a folder's
+        photos) is a new track, whose smoother and identity start afresh."""
+        lost = [t for t in self.tracks if time - t.last_time > self.coast_seconds]
+        self.tracks = [t for t in self.tracks if time - t.last_time <= self.coast_seconds]
         boxes = np.array([f.bbox for f in faces], np.float64).reshape(-1, 4)
         predicted = np.array([t.predicted(time) for t in self.tracks]).reshape(-1, 4)
         cost = 1.0 - box_iou(predicted, boxes)
@@ -78,18 +84,11 @@ class TrackIds:
             result.append(TrackedFace(track.id, TRACKING,
                                       replace(face, track=track.id, score=score)))
 
-        kept = []
         for track in self.tracks:
-            if track.id in matched:
-                kept.append(track)
-            elif time - track.last_time <= self.coast_seconds:
+            if track.id not in matched:
                 track.status = COASTING
-                kept.append(track)
                 result.append(TrackedFace(track.id, COASTING, None))
-            else:
-                result.append(TrackedFace(track.id, LOST, None))
-        self.tracks = kept
-        return result
+        return result + [TrackedFace(track.id, LOST, None) for track in lost]
 
     def _new_track(self, face: FaceObservation, time: float) -> Track:
         track = Track(self._next_id, np.array(face.bbox), np.zeros(4), time, face.score)
