@@ -182,7 +182,8 @@ def _face(args: argparse.Namespace) -> int:
         overlay = Overlay() if window else None
         # The same fits as `facetrack run` makes by default, so the resting face matches.
         # each frame's own identity: the profile averages it over the still stretch it picks
-        tracker = stack.enter_context(FaceTracker(camera=camera, regressor=Regressor(),
+        regressor = stack.enter_context(contextlib.closing(Regressor()))
+        tracker = stack.enter_context(FaceTracker(camera=camera, regressor=regressor,
                                                   focal=args.focal, refiner=Refiner.load(),
                                                   pool_identity=False,
                                                   stills=source.stills))

@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 
 from streams.recording import read_records
-from tracker.cli import COMMANDS, main
+from tracker import run as run_command
+from tracker.cli import COMMANDS, build_parser, main
+from tracker.face_model import FaceModel
 
 from cli_helpers import FACETRACK, assert_one_line_error, facetrack, facetrack_ok
 
@@ -156,6 +158,41 @@ def test_a_folder_of_videos_is_run_video_by_video(footage_dir: Path, tmp_path: P
             assert sum(1 for _ in video.decode(video=0)) == 72
     assert sorted(p.name for p in (tmp_path / "records").iterdir()) == ["take_10.jsonl",
                                                                       "take_2.jsonl"]
+
+
+def test_a_batch_loads_its_models_once(footage_dir: Path, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The regressor and the face model are loaded once for all of a batch's videos: loaded
+    for each, they cost half a second a video (a batch of ten 72-frame clips took 12-14 s,
+    then 9-10 s)."""
+    takes = tmp_path / "takes"
+    takes.mkdir()
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        shutil.copy(footage_dir / "single_face.mp4", takes / name)
+    loads: list[str] = []
+
+    class CountedRegressor(run_command.Regressor):
+        def __init__(self, *args: object, **options: object) -> None:
+            loads.append("regressor")
+            super().__init__(*args, **options)
+
+    def counted_face_model(path: str | None = None) -> FaceModel:
+        loads.append("face model")
+        return face_model_load(path)
+
+    face_model_load = FaceModel.load
+    monkeypatch.setattr(run_command, "Regressor", CountedRegressor)
+    monkeypatch.setattr(FaceModel, "load", counted_face_model)
+    args = build_parser("run").parse_args(["run", "--source", str(takes), "--quiet", "--mesh",
+                                           "--record", str(tmp_path / "records"),
+                                           "--output", str(tmp_path / "annotated")])
+    assert run_command.run(args) == 0
+    assert sorted(loads) == ["face model", "regressor"]
+    for stem in ("a", "b", "c"):
+        _, frames = read_records(tmp_path / "records" / f"{stem}.jsonl")
+        assert len(frames) == 72 and frames[-1]["faces"][0]["status"] == "tracking"
+        with av.open(str(tmp_path / "annotated" / f"{stem}.mp4")) as video:
+            assert sum(1 for _ in video.decode(video=0)) == 72
 
 
 @pytest.mark.parametrize(("flags", "words"), [

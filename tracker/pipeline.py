@@ -208,9 +208,9 @@ class FaceTracker:
         return [replace(face, state=states.get(face.track)) for face in tracked]
 
     def close(self) -> None:
+        """Close MediaPipe's graph; the regressor is its maker's, who may hand it on to the
+        next source's tracker."""
         self.mesh.close()
-        if self.regressor is not None:
-            self.regressor.close()
 
     def __enter__(self) -> FaceTracker:
         return self

@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
@@ -162,16 +163,47 @@ class RunStats:
                 f"a face in {self.frames_with_faces} ({share:.1f}%)")
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """What a run reads from disk once, however many videos a batch runs: the camera, the
+    profile, the regressor, and the face model's refiner and mesh renderer (the last three
+    take half a second to load)."""
+
+    camera: Intrinsics | None
+    profile: FaceProfile | None
+    regressor: Regressor
+    refiner: Refiner | None
+    mesh: Renderer | None
+
+    @classmethod
+    def load(cls, args: argparse.Namespace) -> Loaded:
+        camera = load_camera(args.camera) if args.camera else None
+        profile = FaceProfile.load(args.profile) if args.profile else None
+        face_model = FaceModel.load(args.model) if args.refine or args.mesh else None
+        regressor = Regressor(args.regressor, args.engine, args.precision, args.model)
+        if profile and profile.info.get("regressor") != regressor.manifest.model_version:
+            print(f"facetrack: warning: {args.profile} was made with regressor "
+                  f"{profile.info.get('regressor')}, this is {regressor.manifest.model_version}: "
+                  "its resting face may be off, calibrate again", file=sys.stderr)
+        return cls(camera, profile, regressor,
+                   Refiner.load(face_model, args.refine) if args.refine else None,
+                   Renderer(face_model, "face") if args.mesh else None)
+
+
 def run(args: argparse.Namespace) -> int:
     videos = video_batch(args.source)
-    return _run_batch(args, videos) if videos else _run_one(args)
+    if videos:
+        _check_batch(args, videos)
+    loaded = Loaded.load(args)
+    try:
+        return _run_batch(args, videos, loaded) if videos else _run_one(args, loaded)
+    finally:
+        loaded.regressor.close()
 
 
-def _run_batch(args: argparse.Namespace, videos: list[Path]) -> int:
-    """Each video of a folder or glob, in turn, as a run of its own: its record and annotated
-    video are named after it, in the folders --record and --output name. A video that cannot
-    be opened or decoded is a warning and the batch goes on; Ctrl-C stops the batch."""
-    count = f"{len(videos)} video{'s' if len(videos) > 1 else ''}"
+def _check_batch(args: argparse.Namespace, videos: list[Path]) -> None:
+    """What a batch cannot do, refused before anything loads."""
+    count = _count(videos)
     if args.publish or args.vmc:
         raise FacetrackError(f"--publish and --vmc send one source's faces: record the {count} "
                              "(--record DIR) and send each with 'facetrack replay'")
@@ -180,6 +212,17 @@ def _run_batch(args: argparse.Namespace, videos: list[Path]) -> int:
         twice = sorted({stem for stem in stems if stems.count(stem) > 1})
         raise FacetrackError(f"{count} would share output names ({', '.join(twice)}): give "
                              "them different names, or run them apart")
+
+
+def _count(videos: list[Path]) -> str:
+    return f"{len(videos)} video{'s' if len(videos) > 1 else ''}"
+
+
+def _run_batch(args: argparse.Namespace, videos: list[Path], loaded: Loaded) -> int:
+    """Each video of a folder or glob, in turn, as a run of its own: its record and annotated
+    video are named after it, in the folders --record and --output name. A video that cannot
+    be opened or decoded is a warning and the batch goes on; Ctrl-C stops the batch."""
+    count = _count(videos)
     records = _batch_folder(args.record, "--record", count)
     outputs = _batch_folder(args.output, "--output", count)
     status, unread = 0, 0
@@ -191,7 +234,7 @@ def _run_batch(args: argparse.Namespace, videos: list[Path]) -> int:
             "record": records and str(records / f"{video.stem}.jsonl"),
             "output": outputs and str(outputs / f"{video.stem}.mp4")})
         try:
-            code = _run_one(one)
+            code = _run_one(one, loaded)
         except SourceError as error:  # this video's own problem: the others may be fine
             print(f"facetrack: warning: {error}", file=sys.stderr)
             code, unread = 1, unread + 1
@@ -219,11 +262,9 @@ def _batch_folder(name: str | None, option: str, count: str) -> Path | None:
     return folder
 
 
-def _run_one(args: argparse.Namespace) -> int:
+def _run_one(args: argparse.Namespace, loaded: Loaded) -> int:
     check_distinct({"--source": args.source if Path(args.source).is_file() else None,
                     "--output": args.output, "--record": args.record})
-    camera = load_camera(args.camera) if args.camera else None
-    profile = FaceProfile.load(args.profile) if args.profile else None
     smoother = _smoother(args)
     source = open_source(args.source, realtime=args.realtime, reconnect=args.reconnect)
     stats = RunStats()
@@ -233,22 +274,14 @@ def _run_one(args: argparse.Namespace) -> int:
         sinks = stack.enter_context(open_sinks(args))
         writer = stack.enter_context(_writer(args.output, source)) if args.output else None
         window = _open_window(stack) if args.show else None
-        face_model = _face_model(args)
-        overlay = (Overlay(mesh=Renderer(face_model, "face") if args.mesh else None)
-                   if writer or window else None)
-        regressor = Regressor(args.regressor, args.engine, args.precision, args.model)
-        if profile and profile.info.get("regressor") != regressor.manifest.model_version:
-            print(f"facetrack: warning: {args.profile} was made with regressor "
-                  f"{profile.info.get('regressor')}, this is {regressor.manifest.model_version}: "
-                  "its resting face may be off, calibrate again", file=sys.stderr)
-        tracker = stack.enter_context(FaceTracker(args.max_faces, camera=camera,
+        overlay = Overlay(mesh=loaded.mesh) if writer or window else None
+        tracker = stack.enter_context(FaceTracker(args.max_faces, camera=loaded.camera,
                                                   stills=source.stills,
                                                   detector=(None if args.detector == "auto"
                                                             else args.detector),
-                                                  regressor=regressor, focal=args.focal,
-                                                  refiner=(Refiner.load(face_model, args.refine)
-                                                           if args.refine else None),
-                                                  smoother=smoother, profile=profile))
+                                                  regressor=loaded.regressor, focal=args.focal,
+                                                  refiner=loaded.refiner, smoother=smoother,
+                                                  profile=loaded.profile))
         # Closed before the tracker: its landmark thread stops before MediaPipe's graph does.
         processed = stack.enter_context(contextlib.closing(tracker.stream(
             source, frames_ahead(source.live or args.realtime))))
@@ -298,11 +331,6 @@ def _writer(output: str, source: Source) -> Output:
     if is_image_name(output):
         return ImageWriter(output, source.length)
     return VideoWriter(output, source.fps, block=not source.live)
-
-
-def _face_model(args: argparse.Namespace) -> FaceModel | None:
-    """The face model, loaded once, when refinement or the mesh overlay needs it."""
-    return FaceModel.load(args.model) if args.refine or args.mesh else None
 
 
 def _annotate(overlay: Overlay, frame: Frame, faces: list[TrackedFace], status: str,
