@@ -101,17 +101,16 @@ def test_each_photo_of_a_folder_is_searched_afresh(footage_dir: Path, tmp_path: 
 
 def test_each_photo_is_read_on_its_own(footage_dir: Path, tmp_path: Path) -> None:
     """A portrait, a group photo of another size, the portrait again: each photo's faces are
-    numbered from 0, left to right, none carried over or reported lost from the photo before,
-    each read as it is alone (no smoothing or identity pooled across photos); each record
-    names its photo with that photo's size and intrinsics."""
+    all found by default, numbered from 0, left to right, none carried over or reported lost
+    from the photo before, each read as it is alone (no smoothing or identity pooled across
+    photos); each record names its photo with that photo's size and intrinsics."""
     photos = tmp_path / "photos"
     photos.mkdir()
     for name, original in [("1.jpg", "single_face.jpg"), ("2.jpg", "multi_face.jpg"),
                            ("3.jpg", "single_face.jpg")]:
         shutil.copy(footage_dir / original, photos / name)
-    facetrack_ok("run", "--source", str(photos), "--max-faces", "5",
-                 "--record", str(tmp_path / "photos.jsonl"))
-    facetrack_ok("run", "--source", str(photos / "2.jpg"), "--max-faces", "5",
+    facetrack_ok("run", "--source", str(photos), "--record", str(tmp_path / "photos.jsonl"))
+    facetrack_ok("run", "--source", str(photos / "2.jpg"),
                  "--record", str(tmp_path / "alone.jsonl"))
     _, frames = read_records(tmp_path / "photos.jsonl")
     assert [frame["image"] for frame in frames] == [str(photos / n) for n in
