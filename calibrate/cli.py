@@ -88,9 +88,11 @@ def add_calibrate_command(sub: argparse._SubParsersAction) -> None:
                     "with --show) and stops when done; a file is read to its end.",
         epilog=FACE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     face.add_argument("--source", required=True,
-                      help="video file, image folder or glob, or camera (0, /dev/video2)")
+                      help="video file, camera (0, /dev/video2), or photos (an image, folder or "
+                           "glob: every frontal one is used)")
     face.add_argument("--seconds", type=positive(float), default=3.0,
-                      help="length of the still stretch to average (default 3)")
+                      help="length of the still stretch of a video or camera to average "
+                           "(default 3)")
     face.add_argument("--routine", action="store_true",
                       help="also record each expression's range from a routine of faces (smile, "
                            "open mouth, raise brows, blink, look around)")
@@ -175,6 +177,11 @@ def _face(args: argparse.Namespace) -> int:
     camera = load_camera(args.camera) if args.camera else None
     check_writable(args.out)
     source = open_source(args.source)
+    if source.stills and args.routine:
+        source.close()
+        raise FacetrackError(f"--routine needs a video or a camera: {args.source} is photos, "
+                             "whose faces would all be averaged into the resting face; make "
+                             "the profile from relaxed photos without --routine")
     script = Script(args.seconds, args.routine) if source.live else None
     with contextlib.ExitStack() as stack:
         stack.callback(source.close)
@@ -203,11 +210,14 @@ def _face(args: argparse.Namespace) -> int:
         with sigterm_as_interrupt():
             samples = collect(progress, tracker, script, on_frame)
         version = tracker.regressor.manifest.model_version
-    profile = make_profile(samples, args.seconds, args.routine, args.source, version)
+    profile = make_profile(samples, args.seconds, args.routine, args.source, version,
+                           stills=source.stills)
     profile.write(args.out)
     frames = profile.info["frames"]
     rest = sorted(zip(profile.rest, ICT_EXPRESSION_NAMES, strict=True), reverse=True)[:3]
-    print(f"identity and rest from {frames['used']} frames ({frames['first']}-{frames['last']}); "
+    used = (f"{frames['used']} photo{'s' if frames['used'] > 1 else ''}" if source.stills
+            else f"{frames['used']} frames ({frames['first']}-{frames['last']})")
+    print(f"identity and rest from {used}; "
           f"largest rest: {', '.join(f'{name} {value:.2f}' for value, name in rest)}"
           f"{'; ranges from ' + str(frames['routine']) + ' frames' if args.routine else ''}"
           f" -> {args.out}")

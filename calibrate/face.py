@@ -116,8 +116,7 @@ def collect(frames: Iterable[Frame], tracker: FaceTracker, script: Script | None
 def still_window(samples: Samples, count: int) -> tuple[slice | None, int]:
     """The stillest run of COUNT consecutive frontal frames (None when there is none), and the
     length in frames of the longest still frontal run, to say how far short the footage fell."""
-    yaw_pitch = np.abs(angles(samples.rotation)[:, :2]) if len(samples) else np.zeros((0, 2))
-    frontal = (yaw_pitch <= MAX_ANGLE).all(axis=1)
+    frontal = _frontal(samples)
     turn = rotation_error_deg(samples.rotation[1:], samples.rotation[:-1])
     change = np.abs(np.diff(samples.expression, axis=0)).max(axis=1, initial=0.0)
     steady = (np.diff(samples.frames) == 1) & (turn <= MAX_TURN) & (change <= MAX_CHANGE)
@@ -136,19 +135,34 @@ def still_window(samples: Samples, count: int) -> tuple[slice | None, int]:
     return slice(first, first + count), longest
 
 
+def _frontal(samples: Samples) -> np.ndarray:
+    """(N,) bool: the face within MAX_ANGLE of frontal in yaw and pitch."""
+    yaw_pitch = np.abs(angles(samples.rotation)[:, :2]) if len(samples) else np.zeros((0, 2))
+    return (yaw_pitch <= MAX_ANGLE).all(axis=1)
+
+
 def make_profile(samples: Samples, seconds: float, routine: bool, source: str,
-                 regressor: str) -> FaceProfile:
+                 regressor: str, stills: bool = False) -> FaceProfile:
     """The profile of the stillest SECONDS of SAMPLES, or a one-line error saying how much still
-    frontal face there was and what to film instead."""
-    fps = samples.fps
-    count = max(2, round(seconds * fps))
-    window, longest = still_window(samples, count)
-    if window is None:
-        raise FacetrackError(
-            f"found {longest / fps:.1f} s of still, frontal face in {source} (a face in "
-            f"{len(samples)} of {samples.read} frames), need {seconds:g} s: look straight at the "
-            f"camera (within {MAX_ANGLE:.0f}°), face relaxed, and hold still for {seconds:g} s, "
-            "or lower --seconds")
+    frontal face there was and what to film instead. STILLS: the samples are photos, each a
+    still of its own with no clock: every frontal one is used."""
+    if stills:
+        window = np.flatnonzero(_frontal(samples))
+        if not len(window):
+            raise FacetrackError(
+                f"no frontal face in {source} (a face in {len(samples)} of {samples.read} "
+                f"photos): give a photo looking straight at the camera (within {MAX_ANGLE:.0f}°), "
+                "face relaxed")
+    else:
+        fps = samples.fps
+        count = max(2, round(seconds * fps))
+        window, longest = still_window(samples, count)
+        if window is None:
+            raise FacetrackError(
+                f"found {longest / fps:.1f} s of still, frontal face in {source} (a face in "
+                f"{len(samples)} of {samples.read} frames), need {seconds:g} s: look straight "
+                f"at the camera (within {MAX_ANGLE:.0f}°), face relaxed, and hold still for "
+                f"{seconds:g} s, or lower --seconds")
     maxima = (np.percentile(samples.expression, RANGE_PERCENTILE, axis=0).astype(np.float32)
               if routine else None)
     frames = samples.frames[window]

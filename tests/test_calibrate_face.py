@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -172,6 +173,35 @@ def test_with_a_profile_the_refinement_fits_the_persons_face(clips: Path,
             assert np.abs(face.fit.translation - unprofiled.translation).max() > 1e-3
 
 
+def test_a_profile_from_photos_of_the_resting_face(clips: Path, installed_model: Path,
+                                                   tmp_path: Path) -> None:
+    """Three photos taken from the resting clip make about the profile its video makes: photos
+    have no clock, so no still stretch of --seconds is looked for; each frontal photo counts.
+    Measured: neutral error 1.48 mm against the video's 1.53; the resting expression within
+    0.084 of the video's (MediaPipe's landmarks on a photo, found afresh, differ a little
+    from those it tracks)."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    with av.open(str(clips / "resting.mp4")) as video:
+        for index, frame in enumerate(video.decode(video=0)):
+            if index in (15, 45, 75):
+                frame.to_image().save(photos / f"{index}.png")
+    out = tmp_path / "photos.json"
+    result = facetrack("calibrate", "face", "--source", str(photos), "--camera",
+                       str(clips / "resting_camera.json"), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "from 3 photos" in result.stdout
+    from_photos, from_video = FaceProfile.load(out), FaceProfile.load(calibrated(clips, "resting"))
+    assert from_photos.info["frames"]["used"] == 3
+    assert np.abs(from_photos.rest - from_video.rest).max() < 0.1
+    model, truth = FaceModel.load(installed_model), load_truth(clips / "resting.json")
+    assert (neutral_mm(model, from_photos.identity, truth.identity)
+            <= 1.05 * neutral_mm(model, from_video.identity, truth.identity))
+    result = facetrack("calibrate", "face", "--source", str(photos), "--routine",
+                       "--out", str(tmp_path / "routine.json"))
+    assert_one_line_error(result, "--routine", "photos")
+
+
 def test_too_short_a_source_is_a_one_line_error(clips: Path, tmp_path: Path) -> None:
     out = tmp_path / "me.json"
     result = facetrack("calibrate", "face", "--source", str(clips / "still.mp4"), "--seconds",
@@ -180,11 +210,20 @@ def test_too_short_a_source_is_a_one_line_error(clips: Path, tmp_path: Path) -> 
     assert not out.exists()
 
 
-def test_no_face_is_a_one_line_error(footage_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("source", "words"), [
+    ("no_face.mp4", ["found 0.0 s", "a face in 0 of", "need 3 s"]),
+    ("no_face.png", ["no frontal face", "a face in 0 of 1 photos"]),
+])
+def test_no_face_is_a_one_line_error(footage_dir: Path, tmp_path: Path, source: str,
+                                     words: list[str]) -> None:
+    path = footage_dir / source
+    if not path.exists():  # a photo of the cartoon
+        path = tmp_path / source
+        with av.open(str(footage_dir / "no_face.mp4")) as video:
+            next(video.decode(video=0)).to_image().save(path)
     out = tmp_path / "me.json"
-    result = facetrack("calibrate", "face", "--source", str(footage_dir / "no_face.mp4"),
-                       "--out", str(out))
-    assert_one_line_error(result, "found 0.0 s", "a face in 0 of", "need 3 s")
+    result = facetrack("calibrate", "face", "--source", str(path), "--out", str(out))
+    assert_one_line_error(result, *words)
     assert not out.exists()
 
 
