@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 
@@ -185,7 +186,7 @@ def test_a_profile_from_photos_of_the_resting_face(clips: Path, installed_model:
     with av.open(str(clips / "resting.mp4")) as video:
         for index, frame in enumerate(video.decode(video=0)):
             if index in (15, 45, 75):
-                frame.to_image().save(photos / f"{index}.png")
+                cv2.imwrite(str(photos / f"{index}.png"), frame.to_ndarray(format="bgr24"))
     out = tmp_path / "photos.json"
     result = facetrack("calibrate", "face", "--source", str(photos), "--camera",
                        str(clips / "resting_camera.json"), "--out", str(out))
@@ -220,7 +221,7 @@ def test_no_face_is_a_one_line_error(footage_dir: Path, tmp_path: Path, source: 
     if not path.exists():  # a photo of the cartoon
         path = tmp_path / source
         with av.open(str(footage_dir / "no_face.mp4")) as video:
-            next(video.decode(video=0)).to_image().save(path)
+            cv2.imwrite(str(path), next(video.decode(video=0)).to_ndarray(format="bgr24"))
     out = tmp_path / "me.json"
     result = facetrack("calibrate", "face", "--source", str(path), "--out", str(out))
     assert_one_line_error(result, *words)
