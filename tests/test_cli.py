@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import zipfile
+import zlib
 from pathlib import Path
 
 import av
@@ -123,6 +124,48 @@ def test_each_photo_is_read_on_its_own(footage_dir: Path, tmp_path: Path) -> Non
     assert lefts == sorted(lefts)
     assert frames[1]["faces"] == read_records(tmp_path / "alone.jsonl")[1][0]["faces"]
     assert frames[2]["faces"] == frames[0]["faces"]
+
+
+def icc_profile(jpeg: bytes) -> bytes:
+    """The ICC colour profile a JPEG carries (its APP2 ICC_PROFILE segments, in order)."""
+    parts, at = [], 2
+    while jpeg[at] == 0xFF and jpeg[at + 1] not in (0xD9, 0xDA):  # up to the scan
+        length = int.from_bytes(jpeg[at + 2:at + 4], "big")
+        data = jpeg[at + 4:at + 2 + length]
+        if jpeg[at + 1] == 0xE2 and data.startswith(b"ICC_PROFILE\0"):
+            parts.append((data[12], data[14:]))
+        at += 2 + length
+    return b"".join(part for _, part in sorted(parts))
+
+
+def with_chunk(png: bytes, kind: bytes, data: bytes) -> bytes:
+    """PNG with a chunk added after its header chunk."""
+    chunk = (len(data).to_bytes(4, "big") + kind + data
+             + zlib.crc32(kind + data).to_bytes(4, "big"))
+    return png[:33] + chunk + png[33:]  # 8 bytes of signature, 25 of IHDR
+
+
+def test_a_quiet_run_prints_nothing_of_mediapipes_or_libpngs(footage_dir: Path,
+                                                            tmp_path: Path) -> None:
+    """A grey photo carrying the RGB colour profile it was taken with, as photo tools save
+    them: libpng warns of it, once per photo, and MediaPipe notes its own start-up; a quiet
+    run shows neither."""
+    jpeg = (footage_dir / "single_face.jpg").read_bytes()
+    profile = icc_profile(jpeg)
+    assert profile[16:20] == b"RGB "
+    grey = cv2.cvtColor(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR),
+                        cv2.COLOR_BGR2GRAY)
+    png = cv2.imencode(".png", grey)[1].tobytes()
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("1.png", "2.png"):
+        (photos / name).write_bytes(with_chunk(png, b"iCCP",
+                                               b"ICC Profile\0\0" + zlib.compress(profile)))
+    record = tmp_path / "grey.jsonl"
+    result = facetrack("run", "--source", str(photos), "--record", str(record), "--quiet")
+    assert result.returncode == 0 and result.stderr == ""
+    _, frames = read_records(record)
+    assert [len(frame["faces"]) for frame in frames] == [1, 1]
 
 
 def test_images_from_a_video_need_a_number_in_the_name(footage_dir: Path,

@@ -15,8 +15,11 @@ import sys
 import threading
 
 # TFLite's start-up line, absl's note about its own set-up, and absl INFO and WARNING lines
-# (I/W, then the date): MediaPipe's errors (E, F) still come through.
-NOTICES = re.compile(rb"XNNPACK delegate|absl::InitializeLog|^[IW]\d{4} \d\d:\d\d:")
+# (I/W, then the date): MediaPipe's errors (E, F) still come through. Also libpng's warning
+# about a photo's colour profile (an RGB one in a grey PNG, common from photo tools), which
+# OpenCV's reading of the pixels ignores: a folder of such photos gave a line per photo.
+NOTICES = re.compile(rb"XNNPACK delegate|absl::InitializeLog|^[IW]\d{4} \d\d:\d\d:"
+                     rb"|^libpng warning: iCCP: ")
 
 
 def filter_native_stderr() -> None:
