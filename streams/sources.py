@@ -137,6 +137,8 @@ class VideoSource(Source):
         self._timeout = timeout
         self._reconnect = reconnect
         self._lost_at: float | None = None  # when the live stream last dropped, until a frame
+        self._last_time: float | None = None  # a file's: of the frame before
+        self._shift = 0.0  # seconds added to a file's pts since its clock went back
         try:
             container = _open_container(spec, url=url, timeout=timeout)
         except SourceError as error:
@@ -230,12 +232,28 @@ class VideoSource(Source):
             captured = index / self.fps if self.fps else float(index)
         else:
             start = self._stream.start_time or 0
-            captured = float((decoded.pts - start) * self._stream.time_base)
+            captured = self._onward(float((decoded.pts - start) * self._stream.time_base),
+                                    index)
         image = decoded.to_ndarray(format="rgb24")
         turns = decoded.rotation // 90  # counterclockwise; other angles are left alone
         if turns:
             image = np.ascontiguousarray(np.rot90(image, turns))
         return Frame(self.name, index, captured, image)
+
+    def _onward(self, captured: float, index: int) -> float:
+        """A file's frame time CAPTURED, run on by a frame past the frame before where the
+        file's clock goes back (MPEG-TS clips joined, a recorder's clock reset): the tracker's
+        filters, the record and the annotated video need time that runs on."""
+        captured += self._shift
+        if self._last_time is not None and captured <= self._last_time:
+            onward = self._last_time + 1 / (self.fps or 30.0)
+            if not self._shift:
+                log.warning("%s: its timestamps go back at frame %d (clips joined?): times run "
+                            "on from the frame before", self.name, index)
+            self._shift += onward - captured
+            captured = onward
+        self._last_time = captured
+        return captured
 
     def _reason(self, error: av.FFmpegError) -> str:
         if isinstance(error, av.ExitError):  # PyAV's timeout interrupted a read

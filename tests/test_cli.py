@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import signal
@@ -23,6 +24,7 @@ from tracker.cli import COMMANDS, build_parser, main
 from tracker.face_model import FaceModel
 
 from cli_helpers import FACETRACK, assert_one_line_error, facetrack, facetrack_ok
+from stream_helpers import write_video
 
 
 def test_record_of_a_video(footage_dir: Path, tmp_path: Path) -> None:
@@ -40,6 +42,37 @@ def test_record_of_a_video(footage_dir: Path, tmp_path: Path) -> None:
     face = frames[10]["faces"][0]
     assert face["track"] == 0 and face["status"] == "tracking"
     assert len(face["landmarks"]) == 478 and len(face["landmarks"][0]) == 3
+
+
+def test_clips_joined_with_their_clocks_restarting_and_another_size(footage_dir: Path,
+                                                                     tmp_path: Path) -> None:
+    """Two MPEG-TS clips joined (as `cat a.ts b.ts` or a camera's stream after a reset gives):
+    the second's clock starts again at 0 and its frames are smaller. The run goes on (it ended
+    in a traceback from the smoother: time went back); times run on; the frames of the new
+    size carry their own size and intrinsics, as the header has the first's."""
+    with av.open(str(footage_dir / "single_face.mp4")) as video:
+        images = [frame.to_ndarray(format="rgb24") for _, frame in
+                  zip(range(20), video.decode(video=0), strict=False)]
+    joined = b""
+    for clip in (images, [cv2.resize(image, (480, 270)) for image in images]):
+        buffer = io.BytesIO()
+        write_video(buffer, clip, format="mpegts")
+        joined += buffer.getvalue()
+    source = tmp_path / "joined.ts"
+    source.write_bytes(joined)
+    record, output = tmp_path / "joined.jsonl", tmp_path / "joined.mp4"
+    result = facetrack_ok("run", "--source", str(source), "--record", str(record),
+                          "--output", str(output), "--quiet")
+    assert "timestamps go back at frame 20" in result.stderr
+    header, frames = read_records(record)
+    times = [frame["time"] for frame in frames]
+    assert len(frames) == 40 and (np.diff(times) > 0.03).all()
+    assert header["image_size"] == [640, 360]
+    assert [frame.get("image_size") for frame in frames] == [None] * 20 + [[480, 270]] * 20
+    assert {frame["intrinsics"]["cx"] for frame in frames[20:]} == {240}
+    assert all(frame["faces"][0]["status"] == "tracking" for frame in frames[22:])
+    with av.open(str(output)) as video:
+        assert sum(1 for _ in video.decode(video=0)) == 40
 
 
 def test_annotated_output_video(footage_dir: Path, tmp_path: Path) -> None:

@@ -49,14 +49,15 @@ def header(source: str, intrinsics: Intrinsics | None, *, fps: float | None,
 
 
 def frame_record(frame: Frame, faces: list[TrackedFace], *, landmarks: bool,
-                 still: Intrinsics | None = None) -> dict:
-    """One frame: every face tracked, coasting or lost in it. For one of a run's unrelated
-    photos, STILL is its intrinsics: the record names the photo and gives its size and
-    intrinsics, which the header has only for the first."""
+                 camera: Intrinsics | None = None, image: str | None = None) -> dict:
+    """One frame: every face tracked, coasting or lost in it. CAMERA: the frame's own size and
+    intrinsics, where they are not the header's (each of a run's photos, a stream whose size
+    changed); IMAGE: the photo it is."""
     record: dict = {"frame": frame.index, "time": round(frame.time, 6)}
-    if still is not None:
-        record.update(image=frame.source, image_size=[still.width, still.height],
-                      intrinsics=still.to_dict())
+    if image is not None:
+        record["image"] = image
+    if camera is not None:
+        record.update(image_size=[camera.width, camera.height], intrinsics=camera.to_dict())
     record["faces"] = [face_record(face, landmarks=landmarks) for face in faces]
     return record
 

@@ -273,6 +273,7 @@ def _run_one(args: argparse.Namespace, loaded: Loaded) -> int:
     source = open_source(args.source, realtime=args.realtime, reconnect=args.reconnect)
     stats = RunStats()
     interrupted = False
+    header_size = None  # of the frame the record's header describes
     with contextlib.ExitStack() as stack:
         stack.callback(source.close)
         sinks = stack.enter_context(open_sinks(args))
@@ -301,9 +302,13 @@ def _run_one(args: argparse.Namespace, loaded: Loaded) -> int:
                     if sinks:
                         if not sinks.header_sent:
                             sinks.send_header(_header(args, source, frame, tracker))
+                            header_size = frame.size
+                        # A photo's, or a stream's after its size changed: not the header's
+                        own = source.stills or frame.size != header_size
                         sinks.send_frame(frame_record(
                             frame, faces, landmarks=args.record_landmarks,
-                            still=camera if source.stills else None))
+                            camera=camera if own else None,
+                            image=frame.source if source.stills else None))
                     latency = (time.monotonic() - frame.time if source.live
                                else time.perf_counter() - started)
                     stats.add(faces, latency)
