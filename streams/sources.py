@@ -342,7 +342,7 @@ def open_source(spec: str, *, realtime: bool = False, timeout: float = 10.0,
         return CameraSource(spec)
     path = Path(spec)
     if path.is_dir():
-        paths = _image_paths(path.iterdir())
+        paths = _images(spec, list(path.iterdir()))
         if not paths:
             raise SourceError(f"no images in folder {spec}")
         return ImageSource(spec, paths)
@@ -351,11 +351,24 @@ def open_source(spec: str, *, realtime: bool = False, timeout: float = 10.0,
             return ImageSource(spec, [path])
         return VideoSource(spec, url=False, realtime=realtime, timeout=timeout)
     if GLOB.search(spec):
-        paths = _image_paths(Path(match) for match in glob.glob(spec))
+        paths = _images(spec, [Path(match) for match in glob.glob(spec)])
         if not paths:
             raise SourceError(f"no images match {spec}")
         return ImageSource(spec, paths)
     raise SourceError(f"no such file: {spec}")
+
+
+def _images(spec: str, paths: list[Path]) -> list[Path]:
+    """The images among the PATHS a folder or glob SPEC names; videos beside them (a phone's
+    camera folder) are left out with a warning, not in silence."""
+    images = _image_paths(paths)
+    videos = sum(path.suffix.lower() in VIDEO_SUFFIXES for path in paths)
+    if images and videos:
+        folder = Path(spec) if Path(spec).is_dir() else Path(spec).parent
+        log.warning("%s: running its images (%d); %d video%s there left out (--source '%s' "
+                    "runs those)", spec, len(images), videos, "s" * (videos > 1),
+                    folder / "*.mp4")
+    return images
 
 
 def video_batch(spec: str) -> list[Path] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import io
+import shutil
 import signal
 import socket
 import subprocess
@@ -205,6 +206,23 @@ def test_folder_in_natural_order_skipping_unreadable(image_folder: Path) -> None
     assert [frame.size for frame in frames] == [(572, 562), (1000, 667), (572, 562)]
     stored = cv2.imread(str(image_folder / "frame_1.png"))
     np.testing.assert_array_equal(frames[0].image, stored[:, :, ::-1])  # RGB, not BGR
+
+
+def test_videos_beside_images_are_named_not_dropped_in_silence(
+        image_folder: Path, footage_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A phone's camera folder: photos and videos. The photos are run as one sequence, and a
+    warning says which videos were left out and how to run them."""
+    for name in ("VID_1.mp4", "VID_2.MOV"):
+        shutil.copy(footage_dir / "single_face.mp4", image_folder / name)
+    for spec in (str(image_folder), str(image_folder / "*")):
+        caplog.clear()
+        with open_source(spec) as source:
+            assert source.stills and source.length == 4
+        assert caplog.messages == [f"{spec}: running its images (4); 2 videos there left out "
+                                   f"(--source '{image_folder / '*.mp4'}' runs those)"]
+    caplog.clear()
+    with open_source(str(image_folder / "*.png")) as source:
+        assert source.length == 2 and not caplog.messages
 
 
 def test_glob(image_folder: Path) -> None:
