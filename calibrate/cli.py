@@ -27,7 +27,7 @@ from streams.frame import Frame
 from streams.sources import open_source
 from streams.window import Window, display_available
 from tracker.arguments import check_writable, positive
-from tracker.cli import sigterm_as_interrupt
+from tracker.cli import stop_signals_as_interrupt
 from tracker.expressions import ICT_EXPRESSION_NAMES
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ def _camera(args: argparse.Namespace) -> int:
             progress.set_postfix_str(f"views {len(selector.candidates)}", refresh=False)
             return display.show(frame, view, selector) if display else True
 
-        with sigterm_as_interrupt():  # a service's stop, like Ctrl-C: solve with what is in
+        with stop_signals_as_interrupt():  # a service's stop, like Ctrl-C: solve with what is in
             selector, count = collect_views(progress, board, args.max_views, on_frame)
     calibration = solve(selector, count)
     write_camera_file(args.out, camera_file(calibration, board, args.source))
@@ -207,7 +207,7 @@ def _face(args: argparse.Namespace) -> int:
             image = frame.image.copy()
             return window.show(overlay.draw(image, faces, prompt))
 
-        with sigterm_as_interrupt():
+        with stop_signals_as_interrupt():
             samples = collect(progress, tracker, script, on_frame)
         version = tracker.regressor.manifest.model_version
     profile = make_profile(samples, args.seconds, args.routine, args.source, version,

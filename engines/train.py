@@ -34,6 +34,7 @@ from engines.losses import LossWeights, MeshBasis, regressor_loss
 from engines.network import CameraRegressor, RegressorNet
 from engines.training_data import FaceSamples, Residuals, projected, rendered
 from streams.errors import FacetrackError
+from tracker.cli import STOP_SIGNALS
 from tracker.embedding import DEFAULT_PATH as EMBEDDING_PATH
 from tracker.embedding import LandmarkEmbedding
 from tracker.face_model import FaceModel
@@ -291,10 +292,10 @@ def train(config: TrainConfig, out: Path, model_path: str | None = None,
 
 
 def _replace_together(renames: dict[Path, Path]) -> None:
-    """Each file renamed to its new name with Ctrl-C and SIGTERM held off until all are: a
-    stop mid-export leaves the old model and manifest whole, never a model beside another
-    training's manifest."""
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    """Each file renamed to its new name with Ctrl-C, SIGTERM and SIGHUP held off until all
+    are: a stop mid-export leaves the old model and manifest whole, never a model beside
+    another training's manifest."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, *STOP_SIGNALS})
     try:
         for source, target in renames.items():
             source.replace(target)

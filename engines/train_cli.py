@@ -10,7 +10,7 @@ from pathlib import Path
 
 from streams.errors import SinkError
 from tracker.arguments import check_writable
-from tracker.cli import sigterm_as_interrupt
+from tracker.cli import stop_signals_as_interrupt
 from tracker.regressor import DEFAULT_MODEL
 
 DEFAULT_CONFIG = Path(__file__).with_name("configs") / "regressor.json"
@@ -48,7 +48,7 @@ def _train(args: argparse.Namespace) -> int:
         raise SinkError(f"cannot write {out}: {error.strerror}") from None
     check_writable(out)  # now, not after hours of rendering and training
     try:
-        with sigterm_as_interrupt():
+        with stop_signals_as_interrupt():
             metrics = train(config, out, args.model)
     except KeyboardInterrupt:
         print(f"facetrack: training interrupted, {out} not written; the faces rendered so far "

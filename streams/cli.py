@@ -26,7 +26,7 @@ from streams.publisher import (
 from streams.recording import read_records
 from streams.sinks import Sinks, add_sink_arguments, open_sinks
 from streams.subscriber import FaceMessage, MetaMessage, Subscriber
-from tracker.cli import sigterm_as_interrupt, warn
+from tracker.cli import stop_signals_as_interrupt, warn
 from tracker.expressions import ICT_EXPRESSION_NAMES
 from tracker.pose import angles
 
@@ -75,7 +75,7 @@ def _listen(args: argparse.Namespace) -> int:
         output = _open_csv(args.csv) if args.csv else sys.stdout
         try:
             show = _csv_writer(output) if args.csv else _print_line(output)
-            with sigterm_as_interrupt():  # the rows received so far written out, exit 130
+            with stop_signals_as_interrupt():  # the rows received so far written out, exit 130
                 for message in subscriber:
                     if isinstance(message, MetaMessage):
                         line = _describe(message)

@@ -381,12 +381,15 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     assert result.returncode != 0 and "Traceback" in result.stderr
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+                         ids=["SIGINT", "SIGTERM", "SIGHUP"])
 def test_interrupted_run_keeps_its_frames(footage_dir: Path, tmp_path: Path, sig) -> None:
-    record = tmp_path / "live.jsonl"
+    """Ctrl-C, a service's stop, or the terminal closing (SIGHUP, an SSH session that
+    dropped): the record keeps every frame, and the annotated video is finished and plays."""
+    record, output = tmp_path / "live.jsonl", tmp_path / "live.mp4"
     process = subprocess.Popen(
         [FACETRACK, "run", "--source", str(footage_dir / "WolfgangLanger_Pexels.mp4"),
-         "--realtime", "--record", str(record)],
+         "--realtime", "--record", str(record), "--output", str(output)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -403,6 +406,8 @@ def test_interrupted_run_keeps_its_frames(footage_dir: Path, tmp_path: Path, sig
     assert 20 <= len(frames) < 472, "stopped early, after the frames it had"
     assert [f["frame"] for f in frames] == list(range(len(frames)))
     assert f"interrupted after {len(frames)} frames" in stderr
+    with av.open(str(output)) as video:
+        assert sum(1 for _ in video.decode(video=0)) == len(frames)
 
 
 def test_help_has_examples() -> None:

@@ -67,15 +67,23 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+# Signals that stop a command as Ctrl-C does: a service manager's or `timeout`'s stop, and a
+# terminal that closed.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
 @contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within it, SIGTERM (a service manager's or `timeout`'s stop) raises KeyboardInterrupt as
-    Ctrl-C does, so a command ends the same clean way for both rather than die mid-write."""
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+def stop_signals_as_interrupt() -> Iterator[None]:
+    """Within it, SIGTERM (a service manager's or `timeout`'s stop) and SIGHUP (the terminal
+    closed, an SSH session dropped) raise KeyboardInterrupt as Ctrl-C does, so a command ends
+    the same clean way for all rather than die mid-write (an MP4 cut off so has no index and
+    does not play)."""
+    previous = [signal.signal(stop, signal.default_int_handler) for stop in STOP_SIGNALS]
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for stop, handler in zip(STOP_SIGNALS, previous, strict=True):
+            signal.signal(stop, handler)
 
 
 def warn(warnings: list[str]) -> int:

@@ -1,5 +1,5 @@
 """``facetrack run``: wires a source through the tracker into the sinks the user asked for,
-and ends cleanly (every processed frame on disk) on end of input, Ctrl-C or SIGTERM."""
+and ends cleanly (every processed frame on disk) on end of input, Ctrl-C, SIGTERM or SIGHUP."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from streams.sources import Source, open_source, video_batch
 from streams.video_writer import VideoWriter
 from streams.window import Window, display_available
 from tracker.arguments import check_distinct, in_range, positive
-from tracker.cli import sigterm_as_interrupt, warn
+from tracker.cli import stop_signals_as_interrupt, warn
 from tracker.face_model import FaceModel
 from tracker.landmarks import DETECTORS
 from tracker.overlay import Overlay
@@ -296,7 +296,7 @@ def _run_one(args: argparse.Namespace, loaded: Loaded) -> int:
             dynamic_ncols=True, desc=_short(args.source)))
         stack.enter_context(logging_redirect_tqdm())  # a warning mid-run, above the bar
         try:
-            with sigterm_as_interrupt():  # sinks flushed and closed, exit 130
+            with stop_signals_as_interrupt():  # sinks flushed and closed, exit 130
                 for frame, faces, started in processed:
                     camera = tracker.intrinsics(*frame.size)
                     if sinks:

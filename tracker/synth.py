@@ -22,7 +22,7 @@ from calibrate.files import load_versioned
 from calibrate.intrinsics import CAMERA_FORMAT, CAMERA_VERSION, Intrinsics
 from streams.errors import FacetrackError
 from streams.video_writer import VideoWriter
-from tracker.cli import sigterm_as_interrupt
+from tracker.cli import stop_signals_as_interrupt
 from tracker.expressions import ICT_EXPRESSION_NAMES
 from tracker.face_model import FaceModel
 from tracker.pose import rotation
@@ -328,7 +328,7 @@ def _synth(args: argparse.Namespace) -> int:
         args.outdir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise FacetrackError(f"cannot write to {args.outdir}: {error.strerror}") from None
-    with sigterm_as_interrupt():
+    with stop_signals_as_interrupt():
         for done, name in enumerate(names):
             try:
                 video, truth = maker.make(name, args.outdir)
