@@ -376,6 +376,16 @@ def test_a_run_that_fails_to_start_leaves_earlier_outputs_whole(
     assert (record.read_bytes(), video.read_bytes()) == before
 
 
+@pytest.mark.parametrize("value", ["0", "-3", "nan", "inf"])
+def test_a_focal_length_must_be_a_positive_number(value: str,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    """argparse's one-line error; --focal inf passed, and the fit's SVD ended in a traceback."""
+    with pytest.raises(SystemExit) as exit_:
+        build_parser("run").parse_args(["run", "--source", "x.mp4", "--focal", value])
+    assert exit_.value.code == 2
+    assert f"--focal: must be positive, got {value}" in capsys.readouterr().err
+
+
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     result = facetrack("run", "--source", str(tmp_path / "missing.mp4"), "--debug")
     assert result.returncode != 0 and "Traceback" in result.stderr

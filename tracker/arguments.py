@@ -5,6 +5,7 @@ commands make before their work, not after it."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -16,8 +17,8 @@ Number = int | float
 
 
 def positive(kind: type[int] | type[float]) -> Callable[[str], Number]:
-    """A number of ``kind`` above zero."""
-    return _checked(kind, lambda value: value > 0, "must be positive")
+    """A finite number of ``kind`` above zero (float("inf") parses, and is no focal length)."""
+    return _checked(kind, lambda value: 0 < value < math.inf, "must be positive")
 
 
 def in_range(kind: type[int] | type[float], low: Number, high: Number) -> Callable[[str], Number]:
