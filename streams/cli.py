@@ -10,7 +10,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -25,11 +25,12 @@ from streams.publisher import (
 )
 from streams.recording import read_records
 from streams.sinks import Sinks, add_sink_arguments, open_sinks
-from streams.subscriber import FaceMessage, MetaMessage, Subscriber
+from streams.subscriber import FaceMessage, Message, MetaMessage, Subscriber
 from tracker.cli import stop_signals_as_interrupt, warn
 from tracker.expressions import ICT_EXPRESSION_NAMES
 from tracker.pose import angles
 
+QUIET_SECONDS = 5.0  # listen says so when nothing has come by then
 CSV_COLUMNS = ("frame", "time", "stream", "track", "status", "yaw", "pitch", "roll",
                "x_cm", "y_cm", "z_cm", *ICT_EXPRESSION_NAMES)
 
@@ -76,7 +77,7 @@ def _listen(args: argparse.Namespace) -> int:
         try:
             show = _csv_writer(output) if args.csv else _print_line(output)
             with stop_signals_as_interrupt():  # the rows received so far written out, exit 130
-                for message in subscriber:
+                for message in _messages(subscriber, args.endpoint, args.stream):
                     if isinstance(message, MetaMessage):
                         line = _describe(message)
                         if described.get(message.stream) != line:
@@ -98,6 +99,20 @@ def _listen(args: argparse.Namespace) -> int:
                     output.close()
     print(f"facetrack: {received} face messages", file=sys.stderr)
     return status
+
+
+def _messages(subscriber: Subscriber, endpoint: str, stream: str | None) -> Iterator[Message]:
+    """SUBSCRIBER's messages; one line on stderr when none has come in QUIET_SECONDS, since
+    pub/sub waits in silence for a publisher that is not running, or sends elsewhere."""
+    first = subscriber.receive(timeout=QUIET_SECONDS)
+    if first is None:
+        sent = f"stream {stream} on {endpoint}" if stream else endpoint
+        print(f"facetrack: nothing yet in {QUIET_SECONDS:g} s; still listening (is a "
+              f"'facetrack run --publish' or 'replay --publish' sending {sent}?)",
+              file=sys.stderr, flush=True)
+    else:
+        yield first
+    yield from subscriber
 
 
 def _open_csv(path: str) -> TextIO:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -298,6 +299,48 @@ def test_endpoints_zeromq_takes_but_never_reaches_are_refused(
             if command == "run" else ["listen", endpoint])
     result = subprocess.run([FACETRACK, *args], capture_output=True, text=True, timeout=60)
     assert_one_line_error(result, endpoint, *words)
+
+
+def test_listen_says_when_nothing_comes_and_keeps_listening() -> None:
+    """Pub/sub waits in silence for a publisher that is not there: after 5 s listen says so,
+    once, and still takes the faces of a publisher that starts later."""
+    endpoint = free_endpoint()
+    listen = subprocess.Popen([FACETRACK, "listen", endpoint], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    said: queue.SimpleQueue[str] = queue.SimpleQueue()
+    reader = threading.Thread(target=lambda: [said.put(line) for line in listen.stderr],
+                              daemon=True)
+    reader.start()
+    try:
+        assert said.get(timeout=30).startswith(f"facetrack: listening on {endpoint}")
+        assert said.get(timeout=15).startswith("facetrack: nothing yet in 5 s; still listening "
+                                               "(is a 'facetrack run --publish'")
+        with Publisher(endpoint) as late:
+            late.send_header(HEADER)
+            stop = threading.Event()
+
+            def feed() -> None:  # the first frames go out before listen has connected
+                frame = 0
+                while not stop.is_set():
+                    late.send_frame(record(frame))
+                    frame += 1
+                    time.sleep(0.01)
+
+            feeder = threading.Thread(target=feed, daemon=True)
+            feeder.start()
+            try:
+                assert " track 0 " in listen.stdout.readline()
+            finally:
+                stop.set()
+                feeder.join()
+        listen.send_signal(signal.SIGTERM)
+        assert listen.wait(timeout=30) == 130
+    finally:
+        listen.kill()
+    reader.join(timeout=30)
+    rest = [said.get() for _ in range(said.qsize())]
+    assert rest[-1].endswith(" face messages\n")
+    assert not any("nothing yet" in line for line in rest)  # said once
 
 
 @pytest.mark.parametrize("where", ["a pipe closed by its reader", "a full disk"])
