@@ -13,7 +13,8 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import jsonschema
@@ -301,6 +302,27 @@ def test_endpoints_zeromq_takes_but_never_reaches_are_refused(
     assert_one_line_error(result, endpoint, *words)
 
 
+@contextmanager
+def feeding(publisher: Publisher) -> Iterator[None]:
+    """PUBLISHER sends a frame every 10 ms within it."""
+    stop = threading.Event()
+
+    def feed() -> None:
+        frame = 0
+        while not stop.is_set():
+            publisher.send_frame(record(frame))
+            frame += 1
+            time.sleep(0.01)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        feeder.join()
+
+
 def test_listen_says_when_nothing_comes_and_keeps_listening() -> None:
     """Pub/sub waits in silence for a publisher that is not there: after 5 s listen says so,
     once, and still takes the faces of a publisher that starts later."""
@@ -317,22 +339,8 @@ def test_listen_says_when_nothing_comes_and_keeps_listening() -> None:
                                                "(is a 'facetrack run --publish'")
         with Publisher(endpoint) as late:
             late.send_header(HEADER)
-            stop = threading.Event()
-
-            def feed() -> None:  # the first frames go out before listen has connected
-                frame = 0
-                while not stop.is_set():
-                    late.send_frame(record(frame))
-                    frame += 1
-                    time.sleep(0.01)
-
-            feeder = threading.Thread(target=feed, daemon=True)
-            feeder.start()
-            try:
+            with feeding(late):  # its first frames go out before listen has connected
                 assert " track 0 " in listen.stdout.readline()
-            finally:
-                stop.set()
-                feeder.join()
         listen.send_signal(signal.SIGTERM)
         assert listen.wait(timeout=30) == 130
     finally:
@@ -350,25 +358,13 @@ def test_listen_whose_output_fails_ends_in_one_line(publisher: Publisher, where:
     args = ["--csv", "/dev/full"] if where == "a full disk" else []
     listen = subprocess.Popen([FACETRACK, "listen", publisher.endpoint, *args],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    stop = threading.Event()
-
-    def feed() -> None:  # frames until the test ends, so nothing it reads can starve
-        frame = 0
-        while not stop.is_set():
-            publisher.send_frame(record(frame))
-            frame += 1
-            time.sleep(0.01)
-
-    feeder = threading.Thread(target=feed, daemon=True)
-    feeder.start()
     try:
-        if not args:
-            assert listen.stdout.readline() and listen.stdout.readline()
-            listen.stdout.close()  # as `head -2` does once it has its lines
-        listen.wait(timeout=30)
+        with feeding(publisher):  # frames until the end, so nothing listen reads can starve
+            if not args:
+                assert listen.stdout.readline() and listen.stdout.readline()
+                listen.stdout.close()  # as `head -2` does once it has its lines
+            listen.wait(timeout=30)
     finally:
-        stop.set()
-        feeder.join()
         listen.kill()
     stderr = listen.stderr.read()
     assert "Traceback" not in stderr
