@@ -111,7 +111,10 @@ class Publisher:
 
     def send_frame(self, record: dict) -> None:
         """Publish each face of a frame record; answers new subscribers with the metadata."""
-        if self._serve_subscriptions() or self._identity_changed(record["faces"]):
+        # Each is called every frame: the first reads the subscriptions, the others keep state.
+        wanted = self._serve_subscriptions()
+        changed = self._identity_changed(record["faces"])
+        if wanted | changed | self._camera_changed(record):
             self._publish_meta()
         frame, time = record["frame"], record["time"]
         for face in record["faces"]:
@@ -152,6 +155,17 @@ class Publisher:
             if message[:1] == b"\x01" and self._meta_topic.startswith(message[1:]):
                 wants_meta = True
         return wants_meta and self._meta is not None
+
+    def _camera_changed(self, record: dict) -> bool:
+        """Take a frame's own size and intrinsics (a stream whose size changed, a photo) into
+        the metadata; True when they differ from what subscribers have."""
+        if "intrinsics" not in record or self._meta is None:
+            return False
+        camera = {"image_size": record["image_size"], "intrinsics": record["intrinsics"]}
+        if all(self._meta.get(key) == value for key, value in camera.items()):
+            return False
+        self._meta.update(camera)
+        return True
 
     def _identity_changed(self, faces: list[dict]) -> bool:
         """Track identities for the metadata; True when one is new or has moved noticeably."""

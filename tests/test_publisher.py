@@ -145,6 +145,23 @@ def test_a_run_reaches_another_process_in_order_and_replays_the_same(
                 assert again.payload[key] == value, key
 
 
+def test_a_new_frame_size_sends_the_metadata_again(publisher: Publisher) -> None:
+    """A stream whose size changed (its records then carry their own size and intrinsics):
+    subscribers get the new ones in the metadata before that frame's faces, once."""
+    smaller = Intrinsics.from_fov(480, 270)
+    own = {"image_size": [480, 270], "intrinsics": smaller.to_dict()}
+    with Subscriber(publisher.endpoint, stream="0") as subscriber:
+        joined(subscriber, publisher)
+        for frame in range(4):
+            publisher.send_frame(record(frame) | (own if frame >= 2 else {}))
+        messages = receive_all(subscriber)
+    assert [(type(m).__name__, getattr(m, "frame", None)) for m in messages] == [
+        ("FaceMessage", 0), ("FaceMessage", 1), ("MetaMessage", None), ("FaceMessage", 2),
+        ("FaceMessage", 3)]
+    assert messages[2].payload["image_size"] == [480, 270]
+    assert messages[2].payload["intrinsics"]["cx"] == smaller.cx == 240
+
+
 def test_a_late_joiner_gets_the_metadata_within_100_ms(publisher: Publisher) -> None:
     with Subscriber(publisher.endpoint, stream="0") as late:
         seconds = until(lambda: isinstance(late.receive(0), MetaMessage), publisher)
