@@ -72,3 +72,33 @@ def paced_tcp_stream(data: bytes, seconds: float, cut: float | None = None,
     finally:
         listener.close()
         sender.join(late + seconds * len(sends) + 5)
+
+
+@contextmanager
+def paced_udp_stream(data: bytes, seconds: float) -> Iterator[str]:
+    """Send ``data`` over UDP to a port of 127.0.0.1 in datagrams of seven MPEG-TS packets,
+    spread evenly over ``seconds``, again and again until the block ends: a camera or encoder
+    that streams whether anyone listens or not, so a receiver joins it mid-way."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    size = 7 * 188
+    datagrams = [data[k:k + size] for k in range(0, len(data), size)]
+    stop = threading.Event()
+
+    def send() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            while not stop.is_set():
+                started = time.monotonic()
+                for k, datagram in enumerate(datagrams):
+                    sender.sendto(datagram, ("127.0.0.1", port))
+                    time.sleep(max(0.0, started + seconds * k / len(datagrams)
+                                   - time.monotonic()))
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    try:
+        yield f"udp://127.0.0.1:{port}"
+    finally:
+        stop.set()
+        thread.join(seconds + 5)

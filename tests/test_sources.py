@@ -26,7 +26,7 @@ from streams.recording import read_records
 from streams.sources import list_cameras, open_source
 
 from cli_helpers import FACETRACK
-from stream_helpers import paced_tcp_stream, write_video
+from stream_helpers import paced_tcp_stream, paced_udp_stream, write_video
 
 STREAM_FRAMES = 72  # single_face.mp4, re-encoded as MPEG-TS for the network tests
 
@@ -255,6 +255,22 @@ def test_live_tcp_stream_keeps_the_newest_frame(mpegts_bytes: bytes) -> None:
     assert {frame.size for frame in frames} == {(640, 360)}
     assert dropped > 0 and len(frames) + dropped == STREAM_FRAMES
     assert np.all(np.diff([frame.index for frame in frames]) > 0)
+    assert np.all(np.diff([frame.time for frame in frames]) > 0)
+
+
+def test_a_udp_stream_is_joined_mid_way(footage_dir: Path) -> None:
+    """MPEG-TS over UDP, as cameras and encoders send it whether anyone listens or not: the
+    source joins a stream under way and decodes from its next keyframe on."""
+    with av.open(str(footage_dir / "single_face.mp4")) as container:
+        images = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    buffer = io.BytesIO()
+    write_video(buffer, images, format="mpegts", options={"preset": "veryfast", "g": "30"})
+    with paced_udp_stream(buffer.getvalue(), seconds=STREAM_FRAMES / 30) as url:
+        time.sleep(1.0)  # under way before anyone listens
+        with open_source(url, timeout=5) as source:
+            assert source.live and source.length is None and source.size == (640, 360)
+            frames = [frame for _, frame in zip(range(30), source, strict=False)]
+    assert len(frames) == 30 and {frame.size for frame in frames} == {(640, 360)}
     assert np.all(np.diff([frame.time for frame in frames]) > 0)
 
 
