@@ -9,9 +9,11 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 
 
@@ -102,3 +104,33 @@ def paced_udp_stream(data: bytes, seconds: float) -> Iterator[str]:
     finally:
         stop.set()
         thread.join(seconds + 5)
+
+
+@contextmanager
+def mjpeg_http_stream(images: list[np.ndarray], fps: float) -> Iterator[str]:
+    """Serve RGB ``images`` as JPEGs in one multipart HTTP response, at FPS, as phone IP-camera
+    apps and small network cameras stream (``multipart/x-mixed-replace``)."""
+    jpegs = [cv2.imencode(".jpg", image[:, :, ::-1])[1].tobytes() for image in images]
+
+    class Camera(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.end_headers()
+            with suppress(OSError):  # the client may hang up first
+                for jpeg in jpegs:
+                    self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                     + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+                    time.sleep(1 / fps)
+
+        def log_message(self, *args: object) -> None:
+            """Quiet: a test's output is its own."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Camera)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/stream"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -26,7 +26,12 @@ from streams.recording import read_records
 from streams.sources import list_cameras, open_source
 
 from cli_helpers import FACETRACK
-from stream_helpers import paced_tcp_stream, paced_udp_stream, write_video
+from stream_helpers import (
+    mjpeg_http_stream,
+    paced_tcp_stream,
+    paced_udp_stream,
+    write_video,
+)
 
 STREAM_FRAMES = 72  # single_face.mp4, re-encoded as MPEG-TS for the network tests
 
@@ -272,6 +277,20 @@ def test_a_udp_stream_is_joined_mid_way(footage_dir: Path) -> None:
             frames = [frame for _, frame in zip(range(30), source, strict=False)]
     assert len(frames) == 30 and {frame.size for frame in frames} == {(640, 360)}
     assert np.all(np.diff([frame.time for frame in frames]) > 0)
+
+
+def test_an_mjpeg_http_stream_is_live(footage_dir: Path) -> None:
+    """JPEGs in one multipart HTTP response, as phone IP-camera apps and small network cameras
+    send them: a live source, whose end is a warning."""
+    with av.open(str(footage_dir / "single_face.mp4")) as container:
+        images = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    with mjpeg_http_stream(images[:40], fps=30) as url, open_source(url, timeout=5) as source:
+        assert source.live and source.length is None and source.size == (640, 360)
+        frames = list(source)
+        warnings = source.warnings
+    assert 30 <= len(frames) + source.dropped <= 40
+    assert np.all(np.diff([frame.index for frame in frames]) > 0)
+    assert warnings and warnings[0].startswith("decoding stopped at frame")
 
 
 def test_live_stream_that_drops_is_reopened(mpegts_bytes: bytes) -> None:
