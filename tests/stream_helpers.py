@@ -7,7 +7,7 @@ import io
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -67,13 +67,8 @@ def paced_tcp_stream(data: bytes, seconds: float, cut: float | None = None,
                         part[k * len(part) // chunks : (k + 1) * len(part) // chunks])
                     time.sleep(seconds / 48)
 
-    sender = threading.Thread(target=send, daemon=True)
-    sender.start()
-    try:
+    with _running(send, listener.close, late + seconds * len(sends) + 5):
         yield f"tcp://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        listener.close()
-        sender.join(late + seconds * len(sends) + 5)
 
 
 @contextmanager
@@ -97,13 +92,8 @@ def paced_udp_stream(data: bytes, seconds: float) -> Iterator[str]:
                     time.sleep(max(0.0, started + seconds * k / len(datagrams)
                                    - time.monotonic()))
 
-    thread = threading.Thread(target=send, daemon=True)
-    thread.start()
-    try:
+    with _running(send, stop.set, seconds + 5):
         yield f"udp://127.0.0.1:{port}"
-    finally:
-        stop.set()
-        thread.join(seconds + 5)
 
 
 @contextmanager
@@ -126,11 +116,19 @@ def mjpeg_http_stream(images: list[np.ndarray], fps: float) -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             """Quiet: a test's output is its own."""
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Camera)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    with ThreadingHTTPServer(("127.0.0.1", 0), Camera) as server, _running(
+            server.serve_forever, server.shutdown, 5):
+        yield f"http://127.0.0.1:{server.server_address[1]}/stream"
+
+
+@contextmanager
+def _running(work: Callable[[], None], stop: Callable[[], None], wait: float) -> Iterator[None]:
+    """WORK on a thread of its own while the block runs; then STOP, and WAIT seconds at most
+    for the thread to end."""
+    thread = threading.Thread(target=work, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/stream"
+        yield
     finally:
-        server.shutdown()
-        server.server_close()
+        stop()
+        thread.join(wait)

@@ -416,8 +416,8 @@ def test_interrupted_run_keeps_its_frames(footage_dir: Path, tmp_path: Path, sig
     assert 20 <= len(frames) < 472, "stopped early, after the frames it had"
     assert [f["frame"] for f in frames] == list(range(len(frames)))
     assert f"interrupted after {len(frames)} frames" in stderr
-    with av.open(str(output)) as video:
-        assert sum(1 for _ in video.decode(video=0)) == len(frames)
+    with av.open(str(output)) as video:  # the stop may come between a frame's two writes
+        assert len(frames) - 1 <= sum(1 for _ in video.decode(video=0)) <= len(frames)
 
 
 def test_help_has_examples() -> None:
