@@ -236,10 +236,11 @@ def test_a_folder_of_videos_is_run_video_by_video(footage_dir: Path, tmp_path: P
 
 
 def test_a_batch_loads_its_models_once(footage_dir: Path, tmp_path: Path,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+                                      monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture) -> None:
     """The regressor and the face model are loaded once for all of a batch's videos: loaded
     for each, they cost half a second a video (a batch of ten 72-frame clips took 12-14 s,
-    then 9-10 s)."""
+    then 9-10 s). Its last line says how the batch went."""
     takes = tmp_path / "takes"
     takes.mkdir()
     for name in ("a.mp4", "b.mp4", "c.mp4"):
@@ -258,11 +259,12 @@ def test_a_batch_loads_its_models_once(footage_dir: Path, tmp_path: Path,
     face_model_load = FaceModel.load
     monkeypatch.setattr(run_command, "Regressor", CountedRegressor)
     monkeypatch.setattr(FaceModel, "load", counted_face_model)
-    args = build_parser("run").parse_args(["run", "--source", str(takes), "--quiet", "--mesh",
+    args = build_parser("run").parse_args(["run", "--source", str(takes), "--mesh",
                                            "--record", str(tmp_path / "records"),
                                            "--output", str(tmp_path / "annotated")])
     assert run_command.run(args) == 0
     assert sorted(loads) == ["face model", "regressor"]
+    assert capsys.readouterr().err.splitlines()[-1] == "facetrack: 3 videos: 3 tracked"
     for stem in ("a", "b", "c"):
         _, frames = read_records(tmp_path / "records" / f"{stem}.jsonl")
         assert len(frames) == 72 and frames[-1]["faces"][0]["status"] == "tracking"

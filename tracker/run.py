@@ -245,9 +245,9 @@ def _run_batch(args: argparse.Namespace, videos: list[Path], loaded: Loaded) -> 
         if code == 130:
             return code
         status = max(status, code)
-    if unread:
-        print(f"facetrack: {count}: {len(videos) - unread} tracked, {unread} could not be read",
-              file=sys.stderr)
+    if unread or not args.quiet:  # the batch's last line, after each video's own
+        unreadable = f", {unread} could not be read" if unread else ""
+        print(f"facetrack: {count}: {len(videos) - unread} tracked{unreadable}", file=sys.stderr)
     return status
 
 
