@@ -340,29 +340,37 @@ def open_source(spec: str, *, realtime: bool = False, timeout: float = 10.0,
                            reconnect=reconnect)
     if spec.isdigit() or spec.startswith("/dev/video"):
         return CameraSource(spec)
-    path = Path(spec)
-    if path.is_dir():
-        paths = _images(spec, list(path.iterdir()))
+    listed = _listed(spec)
+    if listed is not None:
+        paths = _images(spec, listed)
         if not paths:
-            raise SourceError(f"no images in folder {spec}")
+            raise SourceError(f"no images in folder {spec}" if Path(spec).is_dir()
+                              else f"no images match {spec}")
         return ImageSource(spec, paths)
+    path = Path(spec)
     if path.is_file():
         if path.suffix.lower() in IMAGE_SUFFIXES:
             return ImageSource(spec, [path])
         return VideoSource(spec, url=False, realtime=realtime, timeout=timeout)
-    if GLOB.search(spec):
-        paths = _images(spec, [Path(match) for match in glob.glob(spec)])
-        if not paths:
-            raise SourceError(f"no images match {spec}")
-        return ImageSource(spec, paths)
     raise SourceError(f"no such file: {spec}")
+
+
+def _listed(spec: str) -> list[Path] | None:
+    """What a folder or a glob SPEC names; None when SPEC is neither (a file whose name holds
+    a glob's characters is a file)."""
+    path = Path(spec)
+    if path.is_dir():
+        return list(path.iterdir())
+    if GLOB.search(spec) and not path.is_file():
+        return [Path(match) for match in glob.glob(spec)]
+    return None
 
 
 def _images(spec: str, paths: list[Path]) -> list[Path]:
     """The images among the PATHS a folder or glob SPEC names; videos beside them (a phone's
     camera folder) are left out with a warning, not in silence."""
     images = _image_paths(paths)
-    videos = sum(path.suffix.lower() in VIDEO_SUFFIXES for path in paths)
+    videos = len(_video_paths(paths))
     if images and videos:
         folder = Path(spec) if Path(spec).is_dir() else Path(spec).parent
         log.warning("%s: running its images (%d); %d video%s there left out (--source '%s' "
@@ -374,16 +382,10 @@ def _images(spec: str, paths: list[Path]) -> list[Path]:
 def video_batch(spec: str) -> list[Path] | None:
     """The videos a folder or glob SPEC names, in natural order, when it names no images (those
     make one image sequence, `open_source`); None when SPEC is anything else."""
-    if URL.match(spec) or Path(spec).is_file():
+    listed = None if URL.match(spec) else _listed(spec)
+    if not listed or _image_paths(listed):
         return None
-    if Path(spec).is_dir():
-        paths = list(Path(spec).iterdir())
-    elif GLOB.search(spec):
-        paths = [Path(match) for match in glob.glob(spec)]
-    else:
-        return None
-    videos = [path for path in paths if path.suffix.lower() in VIDEO_SUFFIXES and path.is_file()]
-    return sorted(videos, key=_natural_key) if videos and not _image_paths(paths) else None
+    return _video_paths(listed) or None
 
 
 def list_cameras(max_index: int = 10) -> list[str]:
@@ -455,8 +457,17 @@ def _frame_count(stream: av.video.stream.VideoStream) -> int | None:
 
 def _image_paths(paths: Iterable[Path]) -> list[Path]:
     """Image files among ``paths`` in natural order: frame_2 before frame_10, as people number."""
-    images = [path for path in paths if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()]
-    return sorted(images, key=_natural_key)
+    return _files(paths, IMAGE_SUFFIXES)
+
+
+def _video_paths(paths: Iterable[Path]) -> list[Path]:
+    """Video files among ``paths`` (by VIDEO_SUFFIXES), in natural order."""
+    return _files(paths, VIDEO_SUFFIXES)
+
+
+def _files(paths: Iterable[Path], suffixes: frozenset[str]) -> list[Path]:
+    found = [path for path in paths if path.suffix.lower() in suffixes and path.is_file()]
+    return sorted(found, key=_natural_key)
 
 
 def _natural_key(path: Path) -> list[str | int]:

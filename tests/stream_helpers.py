@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import islice
 from pathlib import Path
 
 import av
@@ -38,6 +39,20 @@ def write_video(
         for image in images:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
         container.mux(stream.encode())
+
+
+def mpegts(images: list[np.ndarray], options: dict[str, str] | None = None) -> bytes:
+    """RGB ``images`` as an H.264 MPEG-TS stream, the format live network sources send."""
+    buffer = io.BytesIO()
+    write_video(buffer, images, format="mpegts", options=options)
+    return buffer.getvalue()
+
+
+def decoded(path: str | Path, count: int | None = None) -> list[np.ndarray]:
+    """The first COUNT frames of the video at PATH (all of them by default), as RGB arrays."""
+    with av.open(str(path)) as container:
+        frames = islice(container.decode(video=0), count)
+        return [frame.to_ndarray(format="rgb24") for frame in frames]
 
 
 @contextmanager

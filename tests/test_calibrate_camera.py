@@ -3,7 +3,6 @@ distortion), calibrated by the ``facetrack`` command, checked against the truth.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import signal
@@ -26,7 +25,7 @@ from streams.recording import read_records
 from tracker.pipeline import FaceTracker
 
 from cli_helpers import FACETRACK, assert_one_line_error, facetrack
-from stream_helpers import paced_tcp_stream, write_video
+from stream_helpers import mpegts, paced_tcp_stream, write_video
 
 SIZE = (640, 480)
 TRUTH = Intrinsics(600.0, 606.0, 326.0, 236.0, *SIZE,
@@ -199,10 +198,8 @@ def test_sigterm_solves_a_live_calibration_as_ctrl_c_does(tmp_path: Path) -> Non
     nothing written."""
     frames, _ = calibration_frames(CHECKERBOARD, sharp=30, blurred=0, repeats=0, whole=True,
                                    seed=2)
-    buffer = io.BytesIO()
-    write_video(buffer, frames, format="mpegts", options=BOARD_VIDEO)
     out = tmp_path / "cam.json"
-    with paced_tcp_stream(buffer.getvalue(), seconds=20) as url:
+    with paced_tcp_stream(mpegts(frames, BOARD_VIDEO), seconds=20) as url:
         process = subprocess.Popen([FACETRACK, "calibrate", "camera", "--source", url, "--board",
                                     "9x6", "--square", "25", "--out", str(out)],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

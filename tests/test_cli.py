@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import signal
@@ -24,7 +23,7 @@ from tracker.cli import COMMANDS, build_parser, main
 from tracker.face_model import FaceModel
 
 from cli_helpers import FACETRACK, assert_one_line_error, facetrack, facetrack_ok
-from stream_helpers import write_video
+from stream_helpers import decoded, mpegts
 
 
 def test_record_of_a_video(footage_dir: Path, tmp_path: Path) -> None:
@@ -50,16 +49,10 @@ def test_clips_joined_with_their_clocks_restarting_and_another_size(footage_dir:
     the second's clock starts again at 0 and its frames are smaller. The run goes on (it ended
     in a traceback from the smoother: time went back); times run on; the frames of the new
     size carry their own size and intrinsics, as the header has the first's."""
-    with av.open(str(footage_dir / "single_face.mp4")) as video:
-        images = [frame.to_ndarray(format="rgb24") for _, frame in
-                  zip(range(20), video.decode(video=0), strict=False)]
-    joined = b""
-    for clip in (images, [cv2.resize(image, (480, 270)) for image in images]):
-        buffer = io.BytesIO()
-        write_video(buffer, clip, format="mpegts")
-        joined += buffer.getvalue()
+    images = decoded(footage_dir / "single_face.mp4", 20)
     source = tmp_path / "joined.ts"
-    source.write_bytes(joined)
+    source.write_bytes(mpegts(images)
+                       + mpegts([cv2.resize(image, (480, 270)) for image in images]))
     record, output = tmp_path / "joined.jsonl", tmp_path / "joined.mp4"
     result = facetrack_ok("run", "--source", str(source), "--record", str(record),
                           "--output", str(output), "--quiet")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import io
 import shutil
 import signal
 import socket
@@ -15,7 +14,6 @@ from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pytest
@@ -27,7 +25,9 @@ from streams.sources import list_cameras, open_source
 
 from cli_helpers import FACETRACK
 from stream_helpers import (
+    decoded,
     mjpeg_http_stream,
+    mpegts,
     paced_tcp_stream,
     paced_udp_stream,
     write_video,
@@ -50,11 +50,7 @@ def gradient(count: int, width: int = 64, height: int = 48) -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def mpegts_bytes(footage_dir: Path) -> bytes:
     """single_face.mp4 re-encoded as an MPEG-TS stream, the format live network sources send."""
-    with av.open(str(footage_dir / "single_face.mp4")) as container:
-        images = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-    buffer = io.BytesIO()
-    write_video(buffer, images, format="mpegts")
-    return buffer.getvalue()
+    return mpegts(decoded(footage_dir / "single_face.mp4"))
 
 
 @pytest.fixture
@@ -266,11 +262,8 @@ def test_live_tcp_stream_keeps_the_newest_frame(mpegts_bytes: bytes) -> None:
 def test_a_udp_stream_is_joined_mid_way(footage_dir: Path) -> None:
     """MPEG-TS over UDP, as cameras and encoders send it whether anyone listens or not: the
     source joins a stream under way and decodes from its next keyframe on."""
-    with av.open(str(footage_dir / "single_face.mp4")) as container:
-        images = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-    buffer = io.BytesIO()
-    write_video(buffer, images, format="mpegts", options={"preset": "veryfast", "g": "30"})
-    with paced_udp_stream(buffer.getvalue(), seconds=STREAM_FRAMES / 30) as url:
+    data = mpegts(decoded(footage_dir / "single_face.mp4"), {"preset": "veryfast", "g": "30"})
+    with paced_udp_stream(data, seconds=STREAM_FRAMES / 30) as url:
         time.sleep(1.0)  # under way before anyone listens
         with open_source(url, timeout=5) as source:
             assert source.live and source.length is None and source.size == (640, 360)
@@ -282,9 +275,8 @@ def test_a_udp_stream_is_joined_mid_way(footage_dir: Path) -> None:
 def test_an_mjpeg_http_stream_is_live(footage_dir: Path) -> None:
     """JPEGs in one multipart HTTP response, as phone IP-camera apps and small network cameras
     send them: a live source, whose end is a warning."""
-    with av.open(str(footage_dir / "single_face.mp4")) as container:
-        images = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-    with mjpeg_http_stream(images[:40], fps=30) as url, open_source(url, timeout=5) as source:
+    images = decoded(footage_dir / "single_face.mp4", 40)
+    with mjpeg_http_stream(images, fps=30) as url, open_source(url, timeout=5) as source:
         assert source.live and source.length is None and source.size == (640, 360)
         frames = list(source)
         warnings = source.warnings
