@@ -167,6 +167,8 @@ class VideoSource(Source):
             reason = self._reason(error) if isinstance(error, av.FFmpegError) else "no frames"
             raise SourceError(f"cannot decode {spec}: {reason}") from None
         self.size = self._first.size
+        # The file's clock at time 0: where the sound of the annotated video starts.
+        self.origin = float((self._stream.start_time or 0) * self._stream.time_base)
 
     def _attach(self, container: av.container.InputContainer, spec: str, live: bool) -> None:
         """Read CONTAINER's first video stream from now on."""

@@ -1,5 +1,5 @@
-"""Annotated video output: H.264 in any container FFmpeg writes, encoded on its own thread so
-the tracking loop only pays for a queue put."""
+"""Annotated video output: H.264 in any container FFmpeg writes, with the source's sound,
+encoded on its own thread so the tracking loop only pays for a queue put."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from streams.audio import AudioCopy
 from streams.errors import SinkError
 from tracker.arguments import check_writable
 
@@ -22,6 +23,7 @@ class VideoWriter:
 
     ``block=True`` (files) waits when the encoder falls behind, so no frame is missing;
     ``block=False`` (live sources) drops the frame instead and counts it in ``dropped``.
+    The source's sound (`add_audio`) is muxed in as far as the frames written go.
     """
 
     def __init__(self, path: str | Path, fps: float | None = None, *, block: bool = True,
@@ -52,10 +54,16 @@ class VideoWriter:
                             "or .avi") from None
         self._stream.pix_fmt = "yuv420p"
         self._stream.codec_context.time_base = TIME_BASE
+        self._audio: AudioCopy | None = None
         self._last_pts = -1
         self._thread = threading.Thread(target=self._encode_loop, name="video-writer",
                                         daemon=True)
         self._thread.start()
+
+    def add_audio(self, audio: AudioCopy) -> None:
+        """Carry AUDIO into the video; before the first frame is written."""
+        audio.add_to(self._container)
+        self._audio = audio
 
     def write(self, image: np.ndarray, time: float) -> None:
         """Queue one RGB frame shown at ``time`` seconds; raises if encoding has failed."""
@@ -75,11 +83,15 @@ class VideoWriter:
             try:
                 if self.written:
                     self._container.mux(self._stream.encode(None))
+                    if self._audio:  # up to the end of the last frame
+                        self._audio.finish(float(self._last_pts * TIME_BASE) + 1 / self.fps)
                 self._container.close()
             except (OSError, av.FFmpegError) as error:
                 self._error = self._error or error
             finally:
                 self._container = None
+                if self._audio:
+                    self._audio.close()
         if self._error:
             raise SinkError(f"cannot write video {self.path}: {self._error}")
 
@@ -101,6 +113,8 @@ class VideoWriter:
         self._last_pts = max(round(time / TIME_BASE), self._last_pts + 1)
         frame.pts, frame.time_base = self._last_pts, TIME_BASE
         self._container.mux(self._stream.encode(frame))
+        if self._audio:
+            self._audio.until(time)
         self.written += 1
 
     def __enter__(self) -> VideoWriter:

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import islice
 from pathlib import Path
@@ -26,9 +27,12 @@ def write_video(
     format: str | None = None,
     rotation: int = 0,
     options: dict[str, str] | None = None,
+    sound: str | Path | None = None,
+    sound_codec: str = "aac",
 ) -> None:
     """Encode RGB ``images`` as H.264 into ``target`` (a path, or a buffer with ``format``)
-    with libx264's OPTIONS (default: the veryfast preset)."""
+    with libx264's OPTIONS (default: the veryfast preset); with the first seconds of SOUND's
+    audio, as long as the images last, encoded with SOUND_CODEC."""
     with av.open(target, "w", format=format) as container:
         stream = container.add_stream("libx264", rate=fps,
                                       options=options or {"preset": "veryfast"})
@@ -36,15 +40,35 @@ def write_video(
         stream.pix_fmt = "yuv420p"
         if rotation:
             stream.set_display_rotation(rotation)
+        if sound:
+            _encode_sound(container, sound, sound_codec, len(images) / fps)
         for image in images:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
         container.mux(stream.encode())
 
 
-def mpegts(images: list[np.ndarray], options: dict[str, str] | None = None) -> bytes:
-    """RGB ``images`` as an H.264 MPEG-TS stream, the format live network sources send."""
+def _encode_sound(container: av.container.OutputContainer, sound: str | Path, codec: str,
+                  seconds: float) -> None:
+    with av.open(str(sound)) as source:
+        track = source.streams.audio[0]
+        stream = container.add_stream(codec, rate=track.rate, layout=track.layout)
+        samples = 0
+        for frame in source.decode(track):
+            if samples >= seconds * track.rate:
+                break
+            frame.pts = samples  # from 0, in samples: the source's may start below 0
+            frame.time_base = Fraction(1, track.rate)
+            samples += frame.samples
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+
+def mpegts(images: list[np.ndarray], options: dict[str, str] | None = None,
+           sound: str | Path | None = None) -> bytes:
+    """RGB ``images`` as an H.264 MPEG-TS stream, the format live network sources send (with
+    SOUND's audio as AAC, as `write_video`)."""
     buffer = io.BytesIO()
-    write_video(buffer, images, format="mpegts", options=options)
+    write_video(buffer, images, format="mpegts", options=options, sound=sound)
     return buffer.getvalue()
 
 
@@ -53,6 +77,27 @@ def decoded(path: str | Path, count: int | None = None) -> list[np.ndarray]:
     with av.open(str(path)) as container:
         frames = islice(container.decode(video=0), count)
         return [frame.to_ndarray(format="rgb24") for frame in frames]
+
+
+def sound(path: str | Path) -> tuple[str, float, float, list[bytes]] | None:
+    """The first audio track of the video at PATH: its codec, when it starts and ends in
+    seconds, and its packets; None without one."""
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            return None
+        track = container.streams.audio[0]
+        packets = [p for p in container.demux(track) if p.pts is not None]
+        start = float(packets[0].pts * track.time_base)
+        end = float((packets[-1].pts + packets[-1].duration) * track.time_base)
+        return track.codec.name, start, end, [bytes(p) for p in packets]
+
+
+def video_end(path: str | Path) -> float:
+    """When the last frame of the video at PATH ends, in seconds."""
+    with av.open(str(path)) as container:
+        track = container.streams.video[0]
+        return float(max(p.pts + p.duration for p in container.demux(track) if p.pts is not None)
+                     * track.time_base)
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from tracker.cli import COMMANDS, build_parser, main
 from tracker.face_model import FaceModel
 
 from cli_helpers import FACETRACK, assert_one_line_error, facetrack, facetrack_ok
-from stream_helpers import decoded, mpegts
+from stream_helpers import decoded, mpegts, sound, video_end
 
 
 def test_record_of_a_video(footage_dir: Path, tmp_path: Path) -> None:
@@ -48,11 +48,13 @@ def test_clips_joined_with_their_clocks_restarting_and_another_size(footage_dir:
     """Two MPEG-TS clips joined (as `cat a.ts b.ts` or a camera's stream after a reset gives):
     the second's clock starts again at 0 and its frames are smaller. The run goes on (it ended
     in a traceback from the smoother: time went back); times run on; the frames of the new
-    size carry their own size and intrinsics, as the header has the first's."""
-    images = decoded(footage_dir / "single_face.mp4", 20)
+    size carry their own size and intrinsics, as the header has the first's; the sound of both
+    clips runs on with the frames."""
+    clip = footage_dir / "single_face.mp4"
+    images = decoded(clip, 20)
     source = tmp_path / "joined.ts"
-    source.write_bytes(mpegts(images)
-                       + mpegts([cv2.resize(image, (480, 270)) for image in images]))
+    source.write_bytes(mpegts(images, sound=clip)
+                       + mpegts([cv2.resize(image, (480, 270)) for image in images], sound=clip))
     record, output = tmp_path / "joined.jsonl", tmp_path / "joined.mp4"
     result = facetrack_ok("run", "--source", str(source), "--record", str(record),
                           "--output", str(output), "--quiet")
@@ -66,6 +68,7 @@ def test_clips_joined_with_their_clocks_restarting_and_another_size(footage_dir:
     assert all(frame["faces"][0]["status"] == "tracking" for frame in frames[22:])
     with av.open(str(output)) as video:
         assert sum(1 for _ in video.decode(video=0)) == 40
+    assert abs(sound(output)[2] - video_end(output)) < 0.05
 
 
 def test_annotated_output_video(footage_dir: Path, tmp_path: Path) -> None:
@@ -413,6 +416,7 @@ def test_interrupted_run_keeps_its_frames(footage_dir: Path, tmp_path: Path, sig
     assert f"interrupted after {len(frames)} frames" in stderr
     with av.open(str(output)) as video:  # the stop may come between a frame's two writes
         assert len(frames) - 1 <= sum(1 for _ in video.decode(video=0)) <= len(frames)
+    assert abs(sound(output)[2] - video_end(output)) < 0.05, "the sound ends with the frames"
 
 
 def test_help_has_examples() -> None:

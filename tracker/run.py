@@ -17,6 +17,7 @@ from calibrate.intrinsics import Intrinsics, load_camera
 from calibrate.profile import FaceProfile
 from engines.select import KINDS
 from engines.tensorrt_engine import PRECISIONS
+from streams.audio import open_audio
 from streams.errors import FacetrackError, SinkError, SourceError
 from streams.frame import Frame
 from streams.image_writer import ImageWriter, is_image_name
@@ -73,8 +74,11 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--record-landmarks", action="store_true",
                    help="include the 478 landmarks of each face in the record")
     p.add_argument("--output", metavar="FILE.mp4",
-                   help="write an annotated H.264 video, or images by the name's end: a "
-                        "photo's as FILE.jpg, one per frame as FILE_%%04d.png")
+                   help="write an annotated H.264 video, with a video file's sound, or images "
+                        "by the name's end: a photo's as FILE.jpg, one per frame as "
+                        "FILE_%%04d.png")
+    p.add_argument("--no-audio", dest="audio", action="store_false",
+                   help="leave the source's sound out of the annotated video")
     p.add_argument("--show", action="store_true", help="open a window with the annotated frames")
     p.add_argument("--max-faces", type=positive(int), metavar="N",
                    help=f"track up to N faces (default 1; for images {PHOTO_FACES}, every "
@@ -277,7 +281,8 @@ def _run_one(args: argparse.Namespace, loaded: Loaded) -> int:
     with contextlib.ExitStack() as stack:
         stack.callback(source.close)
         sinks = stack.enter_context(open_sinks(args))
-        writer = stack.enter_context(_writer(args.output, source)) if args.output else None
+        writer = (stack.enter_context(_writer(args.output, source, args.audio)) if args.output
+                  else None)
         window = _open_window(stack) if args.show else None
         overlay = Overlay(mesh=loaded.mesh) if writer or window else None
         max_faces = args.max_faces or (PHOTO_FACES if source.stills else 1)
@@ -336,11 +341,15 @@ def _smoother(args: argparse.Namespace) -> Smoother | None:
     return Smoother(predict_ms=args.predict_ms)
 
 
-def _writer(output: str, source: Source) -> Output:
-    """The annotated output its name asks for: images (.jpg, .png, ...) or a video."""
+def _writer(output: str, source: Source, audio: bool) -> Output:
+    """The annotated output its name asks for: images (.jpg, .png, ...) or a video, with the
+    source's sound unless AUDIO is False."""
     if is_image_name(output):
         return ImageWriter(output, source.length)
-    return VideoWriter(output, source.fps, block=not source.live)
+    writer = VideoWriter(output, source.fps, block=not source.live)
+    if audio and (sound := open_audio(source)):
+        writer.add_audio(sound)
+    return writer
 
 
 def _annotate(overlay: Overlay, frame: Frame, faces: list[TrackedFace], status: str,
