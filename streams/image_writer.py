@@ -1,11 +1,16 @@
-"""Annotated output as image files: a photo's annotated copy, or one image per frame.
+"""Annotated output as image files: a photo's annotated copy, one image per frame, or a
+folder of photos' annotated copies under their own names.
 
-``--output`` picks this writer by the name's end (.jpg, .png, ...); it takes the frames that
-`VideoWriter` takes, and ``facetrack run`` hands them over the same way."""
+``--output`` picks these writers by the name's end (.jpg, .png, ...; a folder for photos:
+`names_folder`);
+they take the frames that `VideoWriter` takes, and ``facetrack run`` hands them over the same
+way."""
 
 from __future__ import annotations
 
+import os
 import re
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -22,7 +27,40 @@ def is_image_name(path: str | Path) -> bool:
     return bool(cv2.haveImageWriter(str(path)))
 
 
-class ImageWriter:
+def names_folder(path: str) -> bool:
+    """Whether PATH names a folder: one there is, a name ending in a slash, or one without
+    an extension."""
+    return path.endswith(("/", os.sep)) or Path(path).is_dir() or not Path(path).suffix
+
+
+class _Images:
+    """What the image writers share: the interface of `VideoWriter`, and writing a file."""
+
+    def __init__(self) -> None:
+        self.dropped = 0  # a file write waits, never drops
+        self.written = 0
+
+    def _save(self, name: str, image: np.ndarray) -> None:
+        """Write the RGB IMAGE as the file NAME, in the format its end names."""
+        try:
+            written = cv2.imwrite(name, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        except cv2.error as error:
+            raise SinkError(f"cannot write image {name}: {error.err}") from None
+        if not written:
+            raise SinkError(f"cannot write image {name}")
+        self.written += 1
+
+    def close(self) -> None:
+        """Nothing stays open between images."""
+
+    def __enter__(self) -> _Images:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ImageWriter(_Images):
     """Writes RGB frames as images: one file, or, when the name holds a number pattern
     (``out_%04d.png``), a file per frame, numbered from 0 in the order written.
 
@@ -30,9 +68,8 @@ class ImageWriter:
     pattern, or each image would replace the one before."""
 
     def __init__(self, path: str | Path, frames: int | None) -> None:
+        super().__init__()
         self.path = str(path)
-        self.dropped = 0  # the interface of VideoWriter: a file write waits, never drops
-        self.written = 0
         patterns = len(NUMBER.findall(self.path))
         if patterns > 1 or (patterns == 0 and frames != 1):
             count = "an unknown number of" if frames is None else str(frames)
@@ -44,25 +81,37 @@ class ImageWriter:
 
     def write(self, image: np.ndarray, time: float) -> None:
         """Write one RGB frame (its TIME matters to a video only)."""
-        name = self._name(self.written)
-        try:
-            written = cv2.imwrite(name, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        except cv2.error as error:
-            raise SinkError(f"cannot write image {name}: {error.err}") from None
-        if not written:
-            raise SinkError(f"cannot write image {name}")
-        self.written += 1
+        self._save(self._name(self.written), image)
 
     def _name(self, number: int) -> str:
         if not self._numbered:
             return self.path
         return NUMBER.sub(lambda match: match.group() % number, self.path)
 
-    def close(self) -> None:
-        """Nothing stays open between images."""
 
-    def __enter__(self) -> ImageWriter:
-        return self
+class PhotoWriter(_Images):
+    """Each annotated photo of PHOTOS into FOLDER under the photo's own file name, and so in
+    its format. A still's time is its position in PHOTOS (`streams.sources.ImageSource`),
+    which names the photo a frame shows, also after an unreadable one was skipped."""
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __init__(self, folder: str | Path, photos: list[Path]) -> None:
+        super().__init__()
+        self.folder, self.photos = Path(folder), photos
+        shared = sorted(name for name, count in Counter(p.name for p in photos).items()
+                        if count > 1)
+        if shared:
+            raise SinkError(f"cannot write photos into {folder}: photos of different folders "
+                            f"share the names {', '.join(shared[:3])}"
+                            f"{' ...' if len(shared) > 3 else ''}; run the folders apart")
+        if any(photo.resolve().parent == self.folder.resolve() for photo in photos):
+            raise SinkError(f"cannot write photos into {folder}: the photos are there, and "
+                            "would be written over; name another folder")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise SinkError(f"cannot make folder {folder}: {error.strerror}") from None
+        check_writable(self.folder / photos[0].name)
+
+    def write(self, image: np.ndarray, time: float) -> None:
+        """Write the annotated photo shown at TIME, its position."""
+        self._save(str(self.folder / self.photos[round(time)].name), image)

@@ -311,10 +311,10 @@ class ImageSource(Source):
 
     def __init__(self, spec: str, paths: list[Path]) -> None:
         super().__init__(spec, length=len(paths), stills=True)
-        self._paths = paths
+        self.paths = paths
 
     def _read(self) -> Iterator[Frame]:
-        for index, path in enumerate(self._paths):
+        for index, path in enumerate(self.paths):
             bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if bgr is None:
                 self.warnings.append(f"skipped unreadable image {path}")

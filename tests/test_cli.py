@@ -155,6 +155,42 @@ def test_each_photo_is_read_on_its_own(footage_dir: Path, tmp_path: Path) -> Non
     assert frames[2]["faces"] == frames[0]["faces"]
 
 
+def test_a_folder_of_photos_annotated_into_a_folder(footage_dir: Path, tmp_path: Path) -> None:
+    """Each photo's annotated copy under the photo's own name and format, also after an
+    unreadable photo, each the same as from a run on that photo alone."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(footage_dir / "single_face.jpg", photos / "1_portrait.jpg")
+    (photos / "2_broken.png").write_bytes(b"not a PNG")
+    cv2.imwrite(str(photos / "3_group.png"), cv2.imread(str(footage_dir / "multi_face.jpg")))
+    result = facetrack("run", "--source", str(photos), "--output", str(tmp_path / "out"))
+    assert result.returncode == 1 and "skipped unreadable image" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["1_portrait.jpg",
+                                                                    "3_group.png"]
+    facetrack_ok("run", "--source", str(photos / "3_group.png"),
+                 "--output", str(tmp_path / "alone.png"))
+    group = cv2.imread(str(tmp_path / "out" / "3_group.png"))
+    assert (group == cv2.imread(str(tmp_path / "alone.png"))).all()
+    assert (group != cv2.imread(str(photos / "3_group.png"))).any(axis=2).mean() > 0.01
+
+
+@pytest.mark.parametrize("case", ["shared names", "the photos' own folder"])
+def test_photos_are_never_written_over(footage_dir: Path, tmp_path: Path, case: str) -> None:
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(footage_dir / "single_face.jpg", tmp_path / folder / "face.jpg")
+    if case == "shared names":
+        result = facetrack("run", "--source", str(tmp_path / "*" / "face.jpg"),
+                           "--output", str(tmp_path / "out"))
+        assert_one_line_error(result, "share the names face.jpg")
+    else:
+        result = facetrack("run", "--source", str(tmp_path / "a"), "--output", str(tmp_path / "a"))
+        assert_one_line_error(result, "written over")
+    assert not (tmp_path / "out").exists()
+    assert [p.read_bytes() for p in tmp_path.glob("*/face.jpg")] == [
+        (footage_dir / "single_face.jpg").read_bytes()] * 2
+
+
 def icc_profile(jpeg: bytes) -> bytes:
     """The ICC colour profile a JPEG carries (its APP2 ICC_PROFILE segments, in order)."""
     parts, at = [], 2

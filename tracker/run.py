@@ -20,9 +20,9 @@ from engines.tensorrt_engine import PRECISIONS
 from streams.audio import open_audio
 from streams.errors import FacetrackError, SinkError, SourceError
 from streams.frame import Frame
-from streams.image_writer import ImageWriter, is_image_name
+from streams.image_writer import ImageWriter, PhotoWriter, is_image_name, names_folder
 from streams.sinks import Sinks, add_sink_arguments, open_sinks
-from streams.sources import Source, open_source, video_batch
+from streams.sources import ImageSource, Source, open_source, video_batch
 from streams.video_writer import VideoWriter
 from streams.window import Window, display_available
 from tracker.arguments import check_distinct, in_range, positive
@@ -38,7 +38,7 @@ from tracker.render import Renderer
 from tracker.smoothing import Smoother
 from tracker.tracks import TRACKING, TrackedFace
 
-Output = VideoWriter | ImageWriter  # what --output writes: both take the annotated frames
+Output = VideoWriter | ImageWriter | PhotoWriter  # what --output writes: the annotated frames
 # --max-faces for images: a group photo's. MediaPipe's mesh runs on the faces found, so a
 # portrait costs the same as with 1 (15-17 ms); the group photo's 5 faces 35 against 26 ms.
 PHOTO_FACES = 20
@@ -52,6 +52,7 @@ examples:
   facetrack run --source 'photos/*.jpg' --record photos.jsonl
   facetrack run --source takes/ --record records/ --output annotated/   # each video of a folder
   facetrack run --source group.jpg --output annotated.jpg   # every face of a photo
+  facetrack run --source photos/ --output annotated/    # each photo's copy, by its name
   facetrack run --source rtsp://127.0.0.1:8554/cam --show
   facetrack run --source clip.mp4 --realtime --show     # paced at the clip's own frame rate
   facetrack run --source 0 --publish                    # faces on tcp://127.0.0.1:5570
@@ -76,7 +77,7 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", metavar="FILE.mp4",
                    help="write an annotated H.264 video, with a video file's sound, or images "
                         "by the name's end: a photo's as FILE.jpg, one per frame as "
-                        "FILE_%%04d.png")
+                        "FILE_%%04d.png, photos' into a folder (DIR/) under their own names")
     p.add_argument("--no-audio", dest="audio", action="store_false",
                    help="leave the source's sound out of the annotated video")
     p.add_argument("--show", action="store_true", help="open a window with the annotated frames")
@@ -342,8 +343,10 @@ def _smoother(args: argparse.Namespace) -> Smoother | None:
 
 
 def _writer(output: str, source: Source, audio: bool) -> Output:
-    """The annotated output its name asks for: images (.jpg, .png, ...) or a video, with the
-    source's sound unless AUDIO is False."""
+    """The annotated output its name asks for: images (.jpg, .png, ...), photos' annotated
+    copies in a folder, or a video, with the source's sound unless AUDIO is False."""
+    if isinstance(source, ImageSource) and names_folder(output):
+        return PhotoWriter(output, source.paths)
     if is_image_name(output):
         return ImageWriter(output, source.length)
     writer = VideoWriter(output, source.fps, block=not source.live)
