@@ -1,14 +1,12 @@
 """Annotated output as image files: a photo's annotated copy, one image per frame, or a
 folder of photos' annotated copies under their own names.
 
-``--output`` picks these writers by the name's end (.jpg, .png, ...; a folder for photos:
-`names_folder`);
+``--output`` picks these writers by the name's end (.jpg, .png, ...; a folder for photos);
 they take the frames that `VideoWriter` takes, and ``facetrack run`` hands them over the same
 way."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -25,12 +23,6 @@ NUMBER = re.compile(r"%0?\d*d")  # printf's integer, as in FFmpeg's image sequen
 def is_image_name(path: str | Path) -> bool:
     """Whether OpenCV writes PATH as an image (by its end), so it names no video."""
     return bool(cv2.haveImageWriter(str(path)))
-
-
-def names_folder(path: str) -> bool:
-    """Whether PATH names a folder: one there is, a name ending in a slash, or one without
-    an extension."""
-    return path.endswith(("/", os.sep)) or Path(path).is_dir() or not Path(path).suffix
 
 
 class _Images:

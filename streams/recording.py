@@ -20,7 +20,7 @@ class Recorder:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.lines = 0
-        check_writable(self.path)
+        check_writable(path)  # as given: "records/" names a folder, Path("records/") does not
         self._file: BinaryIO | None = None
 
     def write(self, record: dict) -> None:

@@ -241,6 +241,20 @@ def test_images_from_a_video_need_a_number_in_the_name(footage_dir: Path,
     assert not list(tmp_path.iterdir())
 
 
+def test_a_video_recorded_into_folders_is_named_after_it(footage_dir: Path,
+                                                        tmp_path: Path) -> None:
+    """'--record records/' for one video, as for a batch: records/<video>.jsonl (it was a file
+    named 'records'); a record of photos is one file, and a folder for it is refused."""
+    facetrack_ok("run", "--source", str(footage_dir / "single_face.mp4"), "--quiet",
+                 "--record", f"{tmp_path / 'records'}/", "--output", str(tmp_path / "out.mp4"))
+    _, frames = read_records(tmp_path / "records" / "single_face.jsonl")
+    assert len(frames) == 72 and (tmp_path / "out.mp4").is_file()
+    result = facetrack("run", "--source", str(footage_dir / "single_face.jpg"),
+                       "--record", f"{tmp_path / 'photos'}/")
+    assert_one_line_error(result, "photos/: it is a folder")
+    assert not (tmp_path / "photos").exists()
+
+
 def test_a_folder_of_videos_is_run_video_by_video(footage_dir: Path, tmp_path: Path) -> None:
     """A batch: each video tracked on its own, in natural order, its record and annotated video
     named after it; one that cannot be read is a warning, and the others are still done."""

@@ -38,12 +38,17 @@ def _checked(kind: type[int] | type[float], test: Callable[[Number], bool],
     return parse
 
 
+def names_folder(name: str | Path) -> bool:
+    """Whether NAME is a folder, or names one by ending in a slash ("records/")."""
+    return str(name).endswith(("/", os.sep)) or Path(name).is_dir()
+
+
 def check_writable(path: str | Path) -> None:
     """A one-line error unless a file can be made at PATH, tried for real in its folder: file
     permissions do not bind root, and a special folder such as /proc refuses new files. An
     existing file is left as it is: a run that then fails to start must not have emptied it."""
     target = Path(path)
-    if target.is_dir():
+    if names_folder(path):
         raise SinkError(f"cannot write {path}: it is a folder")
     if target.exists() and not os.access(target, os.W_OK):
         raise SinkError(f"cannot write {path}: it is read-only")

@@ -20,12 +20,12 @@ from engines.tensorrt_engine import PRECISIONS
 from streams.audio import open_audio
 from streams.errors import FacetrackError, SinkError, SourceError
 from streams.frame import Frame
-from streams.image_writer import ImageWriter, PhotoWriter, is_image_name, names_folder
+from streams.image_writer import ImageWriter, PhotoWriter, is_image_name
 from streams.sinks import Sinks, add_sink_arguments, open_sinks
-from streams.sources import ImageSource, Source, open_source, video_batch
+from streams.sources import IMAGE_SUFFIXES, ImageSource, Source, open_source, video_batch
 from streams.video_writer import VideoWriter
 from streams.window import Window, display_available
-from tracker.arguments import check_distinct, in_range, positive
+from tracker.arguments import check_distinct, in_range, names_folder, positive
 from tracker.cli import stop_signals_as_interrupt, warn
 from tracker.face_model import FaceModel
 from tracker.landmarks import DETECTORS
@@ -205,7 +205,8 @@ def run(args: argparse.Namespace) -> int:
         _check_batch(args, videos)
     loaded = Loaded.load(args)
     try:
-        return _run_batch(args, videos, loaded) if videos else _run_one(args, loaded)
+        return (_run_batch(args, videos, loaded) if videos
+                else _run_one(_named_in_folders(args), loaded))
     finally:
         loaded.regressor.close()
 
@@ -238,10 +239,7 @@ def _run_batch(args: argparse.Namespace, videos: list[Path], loaded: Loaded) -> 
     for number, video in enumerate(videos, 1):
         if not args.quiet:
             print(f"facetrack: video {number} of {len(videos)}: {video}", file=sys.stderr)
-        one = argparse.Namespace(**{
-            **vars(args), "source": str(video),
-            "record": records and str(records / f"{video.stem}.jsonl"),
-            "output": outputs and str(outputs / f"{video.stem}.mp4")})
+        one = _named_after(args, video, records, outputs)
         try:
             code = _run_one(one, loaded)
         except SourceError as error:  # this video's own problem: the others may be fine
@@ -254,6 +252,31 @@ def _run_batch(args: argparse.Namespace, videos: list[Path], loaded: Loaded) -> 
         unreadable = f", {unread} could not be read" if unread else ""
         print(f"facetrack: {count}: {len(videos) - unread} tracked{unreadable}", file=sys.stderr)
     return status
+
+
+def _named_after(args: argparse.Namespace, video: Path, records: Path | None,
+                 outputs: Path | None) -> argparse.Namespace:
+    """ARGS for VIDEO alone, its record and annotated video named after it in the folders
+    RECORDS and OUTPUTS (None: not asked for)."""
+    return argparse.Namespace(**{**vars(args), "source": str(video),
+                                 "record": records and str(records / f"{video.stem}.jsonl"),
+                                 "output": outputs and str(outputs / f"{video.stem}.mp4")})
+
+
+def _named_in_folders(args: argparse.Namespace) -> argparse.Namespace:
+    """A single video's --record and --output that name a folder ('records/', one there is)
+    named as a batch's: DIR/<video>.jsonl and DIR/<video>.mp4; ARGS as they are otherwise."""
+    video = Path(args.source)
+    if not video.is_file() or video.suffix.lower() in IMAGE_SUFFIXES:
+        return args
+    folders = [_batch_folder(name, option, "1 video") if name and names_folder(name) else None
+               for name, option in ((args.record, "--record"), (args.output, "--output"))]
+    if folders == [None, None]:
+        return args
+    named = _named_after(args, video, *folders)
+    named.record = named.record or args.record
+    named.output = named.output or args.output
+    return named
 
 
 def _batch_folder(name: str | None, option: str, count: str) -> Path | None:
@@ -345,7 +368,7 @@ def _smoother(args: argparse.Namespace) -> Smoother | None:
 def _writer(output: str, source: Source, audio: bool) -> Output:
     """The annotated output its name asks for: images (.jpg, .png, ...), photos' annotated
     copies in a folder, or a video, with the source's sound unless AUDIO is False."""
-    if isinstance(source, ImageSource) and names_folder(output):
+    if isinstance(source, ImageSource) and (names_folder(output) or not Path(output).suffix):
         return PhotoWriter(output, source.paths)
     if is_image_name(output):
         return ImageWriter(output, source.length)
