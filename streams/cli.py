@@ -167,8 +167,9 @@ def _replay(args: argparse.Namespace) -> int:
     header, records = read_records(args.recording, warnings)
     if args.speed <= 0:
         raise FacetrackError(f"--speed must be positive, got {args.speed}")
-    if not (args.publish or args.vmc):
-        raise FacetrackError("nothing to replay to: add --publish ENDPOINT and/or --vmc HOST")
+    if not (args.publish or args.vmc or args.livelink):
+        raise FacetrackError("nothing to replay to: add --publish ENDPOINT, --vmc HOST and/or "
+                             "--livelink HOST")
     with open_sinks(args) as sinks:
         replay(header, records, sinks, args.speed)
     return warn(warnings)

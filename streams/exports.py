@@ -109,14 +109,19 @@ def eye_rotations(expression: dict[str, float]) -> list[float]:
     return rows
 
 
-def llf_row(time: float, face: dict) -> list:
-    """One CSV row: timecode, count, 52 blendshapes in LLF order, head and eye rotations."""
+def llf_values(face: dict) -> list[float]:
+    """Live Link Face's 61 values of FACE: 52 blendshapes in its order, head and eye rotations
+    (radians); as its CSV has them and its app streams them (`streams.livelink`)."""
     expression = face["expression"]
     arkit = to_arkit(expression)[_LLF_FROM_ARKIT]
     head = np.radians(angles(np.asarray(face["rotation"], dtype=float)))
-    rotations = [*head.tolist(), *eye_rotations(expression)]
-    return [timecode(time), len(LLF_BLENDSHAPES) + len(LLF_ROTATIONS),
-            *(round(float(v), 6) for v in arkit), *(round(v, 6) for v in rotations)]
+    return [*arkit.tolist(), *head.tolist(), *eye_rotations(expression)]
+
+
+def llf_row(time: float, face: dict) -> list:
+    """One CSV row: timecode, count, then `llf_values`."""
+    values = llf_values(face)
+    return [timecode(time), len(values), *(round(float(v), 6) for v in values)]
 
 
 def write_llf_csv(path: str | Path, frames: list[tuple[dict, dict]]) -> None:

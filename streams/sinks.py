@@ -11,9 +11,9 @@ import argparse
 import sys
 from typing import Protocol
 
+from streams import livelink, vmc
 from streams.publisher import DEFAULT_ENDPOINT, FORMATS, Publisher
 from streams.recording import Recorder
-from streams.vmc import DEFAULT_HOST, DEFAULT_PORT, VMCSender
 
 
 class Sink(Protocol):
@@ -74,7 +74,7 @@ def add_sink_arguments(parser: argparse.ArgumentParser) -> None:
                        help="payload encoding (default msgpack)")
     group.add_argument("--stream", default="0", metavar="NAME",
                        help="stream name in the topics, to tell several trackers apart "
-                            "(default 0)")
+                            "(default 0), and --livelink's subject (default facetrack)")
     group.add_argument("--publish-any-host", action="store_true",
                        help="allow an endpoint other machines can reach (tcp://0.0.0.0:5570)")
     group.add_argument("--curve", metavar="DIR",
@@ -82,9 +82,15 @@ def add_sink_arguments(parser: argparse.ArgumentParser) -> None:
                             "(keys from 'facetrack keys DIR')")
     group.add_argument("--wait-subscribers", type=int, default=0, metavar="N",
                        help="hold the first message until N subscribers have connected")
-    group.add_argument("--vmc", metavar="HOST[:PORT]", nargs="?", const=DEFAULT_HOST,
+    group.add_argument("--vmc", metavar="HOST[:PORT]", nargs="?", const=vmc.DEFAULT_HOST,
                        help="send the first tracked face to a VMC receiver (VSeeFace...) over "
-                            f"OSC/UDP (default {DEFAULT_HOST}:{DEFAULT_PORT}; docs/vmc.md)")
+                            f"OSC/UDP (default {vmc.DEFAULT_HOST}:{vmc.DEFAULT_PORT}; "
+                            "docs/vmc.md)")
+    group.add_argument("--livelink", metavar="HOST[:PORT]", nargs="?",
+                       const=livelink.DEFAULT_HOST,
+                       help="send the first tracked face to Unreal Engine's Live Link as the "
+                            "Live Link Face app does (default "
+                            f"{livelink.DEFAULT_HOST}:{livelink.DEFAULT_PORT}; docs/livelink.md)")
 
 
 def open_sinks(args: argparse.Namespace) -> Sinks:
@@ -102,7 +108,10 @@ def open_sinks(args: argparse.Namespace) -> Sinks:
                       f"{publisher.endpoint}", file=sys.stderr)
                 publisher.wait_for_subscribers(args.wait_subscribers)
         if args.vmc:
-            sinks.sinks.append(VMCSender(args.vmc))
+            sinks.sinks.append(vmc.VMCSender(args.vmc))
+        if args.livelink:
+            subject = "facetrack" if args.stream == "0" else args.stream
+            sinks.sinks.append(livelink.LiveLinkSender(args.livelink, subject))
     except BaseException:
         sinks.close()
         raise

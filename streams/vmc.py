@@ -10,16 +10,14 @@ counted, never waited for.
 
 from __future__ import annotations
 
-import socket
-
 import numpy as np
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 from scipy.spatial.transform import Rotation
 
-from streams.errors import SinkError
 from streams.recording import tracked_face
 from streams.subscriber import to_unity
+from streams.udp import UDPSender
 from tracker.expressions import ARKIT_NAMES, to_arkit
 
 DEFAULT_HOST = "127.0.0.1"
@@ -38,23 +36,6 @@ MIRRORED = np.array([ARKIT_NAMES.index(_swap_sides(name)) for name in ARKIT_NAME
 # FLIP @ p.
 _FLIP = np.diag([1.0, 1.0, -1.0])
 _REFLECT_X = np.diag([-1.0, 1.0, 1.0])
-
-
-def parse_address(address: str) -> tuple[str, int]:
-    """HOST[:PORT] (IPv6 as [HOST]:PORT) as (host, port); the port defaults to 39539."""
-    host, port = address, str(DEFAULT_PORT)
-    if address.startswith("["):
-        host, bracket, rest = address[1:].partition("]")
-        if not bracket or (rest and not rest.startswith(":")):
-            host = ""  # unclosed, or junk after the bracket
-        elif rest:
-            port = rest[1:]
-    elif address.count(":") == 1:
-        host, port = address.split(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise SinkError(f"bad --vmc address {address!r}: use HOST or HOST:PORT "
-                        f"(port 1-65535, default {DEFAULT_PORT})")
-    return host, int(port)
 
 
 def avatar_head(rotation: np.ndarray, translation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -95,33 +76,12 @@ def _message(address: str, *args: object) -> object:
     return message.build()
 
 
-class VMCSender:
-    """A sink sending each frame to a VMC receiver at ``address`` (HOST[:PORT]).
-
-    Sending is UDP and never waits: what the socket cannot take at once is dropped and
-    counted in ``dropped``. The host may be any address: a UDP sender opens no port.
-    """
+class VMCSender(UDPSender):
+    """A sink sending each frame to a VMC receiver at ``address`` (HOST[:PORT], default port
+    39539), never waiting (`streams.udp.UDPSender`)."""
 
     def __init__(self, address: str) -> None:
-        host, port = parse_address(address)
-        try:
-            family, kind, proto, _, target = socket.getaddrinfo(
-                host, port, type=socket.SOCK_DGRAM)[0]
-        except (socket.gaierror, UnicodeError) as error:
-            raise SinkError(f"bad --vmc address {address!r}: {error}") from None
-        self.target = target
-        self.dropped = 0
-        self._socket = socket.socket(family, kind, proto)
-        self._socket.setblocking(False)
-
-    def send_header(self, header: dict) -> None:
-        """VMC has no stream metadata: nothing to send."""
+        super().__init__(address, "--vmc", DEFAULT_PORT)
 
     def send_frame(self, record: dict) -> None:
-        try:
-            self._socket.sendto(vmc_bundle(record), self.target)
-        except OSError:  # a full buffer, or an ICMP error from an earlier send: drop it
-            self.dropped += 1
-
-    def close(self) -> None:
-        self._socket.close()
+        self.send(vmc_bundle(record))

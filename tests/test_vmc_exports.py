@@ -1,17 +1,21 @@
-"""The VMC bridge and the exports (docs/vmc.md, docs/exports.md), on a real recording: a real
-OSC server on loopback receiving a real replay, the CSV read back with csv and numpy, the glTF
-checked by Khronos' validator (node) and loaded by trimesh."""
+"""The VMC and Live Link bridges and the exports (docs/vmc.md, docs/livelink.md,
+docs/exports.md), on a real recording: a real OSC server and a UDP socket on loopback receiving
+a real replay, the CSV read back with csv and numpy, the glTF checked by Khronos' validator
+(node) and loaded by trimesh."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +129,71 @@ def test_the_avatar_mirrors_the_subject() -> None:
                                      "[::1", "no-such-host.invalid"])
 def test_bad_vmc_addresses_are_one_line_errors(recording: Path, address: str) -> None:
     assert_one_line_error(facetrack("replay", str(recording), "--vmc", address), "--vmc")
+
+
+def live_link_replay(recording: Path, *options: str) -> list[bytes]:
+    """The datagrams a replay of RECORDING sends to a Live Link receiver on loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
+        receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        receiver.bind(("127.0.0.1", 0))
+        result = subprocess.run([FACETRACK, "replay", str(recording), "--speed", "8",
+                                 "--livelink", f"127.0.0.1:{receiver.getsockname()[1]}",
+                                 *options], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        receiver.settimeout(1.0)
+        datagrams = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                datagrams.append(receiver.recv(65536))
+    return datagrams
+
+
+def read_live_link(datagram: bytes) -> dict:
+    """A Live Link Face datagram, read by its documented layout (network byte order)."""
+    fields, at = {"version": datagram[0]}, 1
+    for name in ("device", "subject"):
+        (length,) = struct.unpack_from("!i", datagram, at)
+        fields[name] = datagram[at + 4:at + 4 + length].decode()
+        at += 4 + length
+    fields["frame"], fields["subframe"], numerator, denominator, count = struct.unpack_from(
+        "!ifiiB", datagram, at)
+    fields["rate"] = numerator / denominator
+    fields["values"] = struct.unpack_from(f"!{count}f", datagram, at + 17)
+    assert len(datagram) == at + 17 + 4 * count, "nothing after the values"
+    return fields
+
+
+def test_replay_to_unreal_live_link(recording: Path, tmp_path: Path) -> None:
+    """Each tracked frame as the Live Link Face app's datagram, with the values of the same
+    frame's Live Link Face CSV row, at the record's time; the subject from --stream, one
+    device id for it from run to run."""
+    _, records = read_records(recording)
+    faces = [(record, face) for record in records if (face := tracked_face(record))]
+    packets = [read_live_link(datagram) for datagram in live_link_replay(recording)]
+    assert len(packets) == len(faces) > 60
+    csv_file = tmp_path / "take.csv"
+    assert facetrack("export", str(recording), "--csv", str(csv_file)).returncode == 0
+    rows = np.loadtxt(csv_file, delimiter=",", skiprows=1, usecols=range(2, 63))
+    assert np.allclose([packet["values"] for packet in packets], rows, atol=2e-6)
+    jaw = LLF_COLUMNS.index("JawOpen") - 2
+    assert [packet["values"][jaw] for packet in packets] == pytest.approx(
+        [face["expression"]["jawOpen"] for _, face in faces], abs=1e-6)
+    start = faces[0][0]["time"]
+    for packet, (record, _) in zip(packets, faces, strict=True):
+        assert (packet["version"], packet["subject"], packet["rate"]) == (6, "facetrack", 60)
+        assert (packet["frame"] + packet["subframe"]) / 60 == pytest.approx(
+            record["time"] - start, abs=1e-5)
+    assert len({packet["device"] for packet in packets}) == 1
+    uuid.UUID(packets[0]["device"])
+    again = read_live_link(live_link_replay(recording, "--stream", "alice")[0])
+    assert again["subject"] == "alice" and again["device"] != packets[0]["device"]
+    assert read_live_link(live_link_replay(recording)[0])["device"] == packets[0]["device"]
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:0", "host:port", "no-such-host.invalid"])
+def test_bad_live_link_addresses_are_one_line_errors(recording: Path, address: str) -> None:
+    assert_one_line_error(facetrack("replay", str(recording), "--livelink", address),
+                          "--livelink")
 
 
 def test_csv_in_live_link_face_layout(recording: Path, tmp_path: Path) -> None:

@@ -214,9 +214,9 @@ def run(args: argparse.Namespace) -> int:
 def _check_batch(args: argparse.Namespace, videos: list[Path]) -> None:
     """What a batch cannot do, refused before anything loads."""
     count = _count(videos)
-    if args.publish or args.vmc:
-        raise FacetrackError(f"--publish and --vmc send one source's faces: record the {count} "
-                             "(--record DIR) and send each with 'facetrack replay'")
+    if args.publish or args.vmc or args.livelink:
+        raise FacetrackError(f"--publish, --vmc and --livelink send one source's faces: record "
+                             f"the {count} (--record DIR) and send each with 'facetrack replay'")
     stems = [video.stem for video in videos]
     if len(set(stems)) < len(stems):
         twice = sorted({stem for stem in stems if stems.count(stem) > 1})
