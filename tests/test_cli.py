@@ -163,7 +163,7 @@ def test_a_folder_of_photos_annotated_into_a_folder(footage_dir: Path, tmp_path:
     shutil.copy(footage_dir / "single_face.jpg", photos / "1_portrait.jpg")
     (photos / "2_broken.png").write_bytes(b"not a PNG")
     cv2.imwrite(str(photos / "3_group.png"), cv2.imread(str(footage_dir / "multi_face.jpg")))
-    result = facetrack("run", "--source", str(photos), "--output", str(tmp_path / "out"))
+    result = facetrack("run", "--source", str(photos), "--output", f"{tmp_path / 'out'}/")
     assert result.returncode == 1 and "skipped unreadable image" in result.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["1_portrait.jpg",
                                                                     "3_group.png"]
@@ -181,7 +181,7 @@ def test_photos_are_never_written_over(footage_dir: Path, tmp_path: Path, case: 
         shutil.copy(footage_dir / "single_face.jpg", tmp_path / folder / "face.jpg")
     if case == "shared names":
         result = facetrack("run", "--source", str(tmp_path / "*" / "face.jpg"),
-                           "--output", str(tmp_path / "out"))
+                           "--output", f"{tmp_path / 'out'}/")
         assert_one_line_error(result, "share the names face.jpg")
     else:
         result = facetrack("run", "--source", str(tmp_path / "a"), "--output", str(tmp_path / "a"))

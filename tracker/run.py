@@ -368,7 +368,7 @@ def _smoother(args: argparse.Namespace) -> Smoother | None:
 def _writer(output: str, source: Source, audio: bool) -> Output:
     """The annotated output its name asks for: images (.jpg, .png, ...), photos' annotated
     copies in a folder, or a video, with the source's sound unless AUDIO is False."""
-    if isinstance(source, ImageSource) and (names_folder(output) or not Path(output).suffix):
+    if isinstance(source, ImageSource) and names_folder(output):
         return PhotoWriter(output, source.paths)
     if is_image_name(output):
         return ImageWriter(output, source.length)
