@@ -16,6 +16,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -133,8 +134,9 @@ class VideoSource(Source):
     """
 
     def __init__(self, spec: str, *, url: bool, realtime: bool, timeout: float,
-                 reconnect: float = 0.0) -> None:
+                 reconnect: float = 0.0, start: float = 0.0, end: float | None = None) -> None:
         self._timeout = timeout
+        self._start, self._end = start, end  # the section read, in seconds of the file's clock
         self._reconnect = reconnect
         self._lost_at: float | None = None  # when the live stream last dropped, until a frame
         self._last_time: float | None = None  # a file's: of the frame before
@@ -151,24 +153,30 @@ class VideoSource(Source):
             except SourceError as again:
                 raise SourceError(f"{again}, still after {reconnect:g} s of tries") from None
         live = url and container.duration is None
+        if live and (start or end is not None):
+            container.close()
+            raise SourceError(f"--start and --end need a video file; {spec} is a live stream")
         self._attach(container, spec, live)
         rate = self._stream.average_rate or self._stream.guessed_rate
         super().__init__(
             spec,
             live=live,
             fps=float(rate) if rate else None,
-            length=None if live else _frame_count(self._stream),
+            length=None if live else self._section_length(rate),
             realtime=realtime and not live,
         )
+        if start:
+            self._seek(start)
         try:
             self._first = self._frame(next(self._decoded), 0)
         except (StopIteration, av.FFmpegError) as error:
             self._container.close()
-            reason = self._reason(error) if isinstance(error, av.FFmpegError) else "no frames"
+            reason = (self._reason(error) if isinstance(error, av.FFmpegError)
+                      else f"no frames from {start:g} s on" if start else "no frames")
             raise SourceError(f"cannot decode {spec}: {reason}") from None
         self.size = self._first.size
         # The file's clock at time 0: where the sound of the annotated video starts.
-        self.origin = float((self._stream.start_time or 0) * self._stream.time_base)
+        self.origin = float((self._stream.start_time or 0) * self._stream.time_base) + start
 
     def _attach(self, container: av.container.InputContainer, spec: str, live: bool) -> None:
         """Read CONTAINER's first video stream from now on."""
@@ -180,7 +188,42 @@ class VideoSource(Source):
         self._container = container
         # Frame threading holds back a frame per thread: fine for files, latency for live.
         self._stream.thread_type = "SLICE" if live else "AUTO"
-        self._decoded = container.decode(self._stream)
+        self._decoded = self._section(container.decode(self._stream))
+
+    def _seek(self, start: float) -> None:
+        """Go to the keyframe at or before START; `_section` drops the frames before it."""
+        offset = round(start / self._stream.time_base) + (self._stream.start_time or 0)
+        try:
+            self._container.seek(offset, stream=self._stream, backward=True)
+        except av.FFmpegError as error:
+            self._container.close()
+            raise SourceError(f"cannot go to {start:g} s of {self.name}: "
+                              f"{_ffmpeg_message(error)}") from None
+
+    def _section(self, decoded: Iterator[av.VideoFrame]) -> Iterator[av.VideoFrame]:
+        """The frames of DECODED from --start up to --end (all of them by default)."""
+        if not (self._start or self._end is not None):
+            yield from decoded
+            return
+        start = self._stream.start_time or 0
+        for frame in decoded:
+            if frame.pts is not None:
+                time = float((frame.pts - start) * self._stream.time_base)
+                if time < self._start - 1e-6:
+                    continue
+                if self._end is not None and time >= self._end - 1e-6:
+                    return
+            yield frame
+
+    def _section_length(self, rate: Fraction | None) -> int | None:
+        """How many frames the file shows, or about how many its section holds."""
+        if not (self._start or self._end is not None):
+            return _frame_count(self._stream)
+        if not (rate and self._stream.duration):
+            return None
+        duration = float(self._stream.duration * self._stream.time_base)
+        end = duration if self._end is None else min(self._end, duration)
+        return max(round((end - self._start) * rate), 0)
 
     def _read(self) -> Iterator[Frame]:
         yield self._first
@@ -206,7 +249,7 @@ class VideoSource(Source):
             log.warning("%s: reconnected", self.name)
         if lost:
             self.warnings.append(f"decoding stopped at frame {index}: {lost}")
-        elif self.length and index < self.length:
+        elif self.length and index < self.length and self._end is None and not self._start:
             self.warnings.append(
                 f"decoding stopped at frame {index} of {self.length}: the file ends early"
             )
@@ -234,8 +277,8 @@ class VideoSource(Source):
             captured = index / self.fps if self.fps else float(index)
         else:
             start = self._stream.start_time or 0
-            captured = self._onward(float((decoded.pts - start) * self._stream.time_base),
-                                    index)
+            captured = self._onward(float((decoded.pts - start) * self._stream.time_base)
+                                    - self._start, index)
         image = decoded.to_ndarray(format="rgb24")
         turns = decoded.rotation // 90  # counterclockwise; other angles are left alone
         if turns:
@@ -326,21 +369,29 @@ class ImageSource(Source):
 
 
 def open_source(spec: str, *, realtime: bool = False, timeout: float = 10.0,
-                reconnect: float = 0.0) -> Source:
+                reconnect: float = 0.0, start: float = 0.0, end: float | None = None) -> Source:
     """Open what ``spec`` names: a URL, a camera ("0", /dev/video0), an image, folder or glob
     of images, or a video file.
 
     ``realtime`` paces a file at its own frame rate (live sources already are); ``timeout`` is
     how long a network stream may stay silent, on open and while reading; ``reconnect`` is how
     long to keep trying to open a network stream that is not up yet, or a live one again when
-    it ends or breaks off (0: the error, or the source's end, at once).
+    it ends or breaks off (0: the error, or the source's end, at once). ``start`` and ``end``
+    (seconds of a video file's clock) read only that section, its times counted from ``start``.
     """
     if not spec:
         raise SourceError("no source given")
     if URL.match(spec):
         return VideoSource(spec, url=True, realtime=realtime, timeout=timeout,
-                           reconnect=reconnect)
-    if spec.isdigit() or spec.startswith("/dev/video"):
+                           reconnect=reconnect, start=start, end=end)
+    camera = spec.isdigit() or spec.startswith("/dev/video")
+    path = Path(spec)
+    if not camera and path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES:
+        return VideoSource(spec, url=False, realtime=realtime, timeout=timeout, start=start,
+                           end=end)
+    if start or end is not None:
+        raise SourceError(f"--start and --end need a video file, not {spec}")
+    if camera:
         return CameraSource(spec)
     listed = _listed(spec)
     if listed is not None:
@@ -349,11 +400,8 @@ def open_source(spec: str, *, realtime: bool = False, timeout: float = 10.0,
             raise SourceError(f"no images in folder {spec}" if Path(spec).is_dir()
                               else f"no images match {spec}")
         return ImageSource(spec, paths)
-    path = Path(spec)
     if path.is_file():
-        if path.suffix.lower() in IMAGE_SUFFIXES:
-            return ImageSource(spec, [path])
-        return VideoSource(spec, url=False, realtime=realtime, timeout=timeout)
+        return ImageSource(spec, [path])
     raise SourceError(f"no such file: {spec}")
 
 

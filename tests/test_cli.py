@@ -71,6 +71,36 @@ def test_clips_joined_with_their_clocks_restarting_and_another_size(footage_dir:
     assert abs(sound(output)[2] - video_end(output)) < 0.05
 
 
+def test_a_section_of_a_video(footage_dir: Path, tmp_path: Path) -> None:
+    """--start 0:05 --end 7: the record and the annotated video (with its sound) hold the 48
+    frames from 5 s up to 7 s, counted from 5 s, and the header says where that is."""
+    record, output = tmp_path / "part.jsonl", tmp_path / "part.mp4"
+    facetrack_ok("run", "--source", str(footage_dir / "WolfgangLanger_Pexels.mp4"), "--quiet",
+                 "--start", "0:05", "--end", "7", "--record", str(record), "--output",
+                 str(output))
+    header, frames = read_records(record)
+    assert header["start"] == 5.0 and header["frame_count"] == 48
+    assert [frame["frame"] for frame in frames] == list(range(48))
+    assert 0 <= frames[0]["time"] < 0.05 and 1.9 < frames[-1]["time"] < 2.0
+    assert all(frame["faces"][0]["status"] == "tracking" for frame in frames)
+    assert len(decoded(output)) == 48
+    assert abs(sound(output)[2] - video_end(output)) < 0.05
+
+
+@pytest.mark.parametrize(("source", "flags", "words"), [
+    ("single_face.mp4", ["--start", "3", "--end", "2"], ["--end 2 s is not after --start 3 s"]),
+    ("single_face.mp4", ["--start", "1:75"], ["--start", "not a time"]),
+    ("single_face.mp4", ["--start", "30"], ["no frames from 30 s on"]),  # it lasts 2.4 s
+    ("single_face.jpg", ["--end", "30"], ["need a video file"]),
+])
+def test_a_bad_section_is_one_line(footage_dir: Path, tmp_path: Path, source: str,
+                                   flags: list[str], words: list[str]) -> None:
+    result = facetrack("run", "--source", str(footage_dir / source),
+                       "--record", str(tmp_path / "r.jsonl"), *flags)
+    assert_one_line_error(result, *words)
+    assert not (tmp_path / "r.jsonl").exists()
+
+
 def test_annotated_output_video(footage_dir: Path, tmp_path: Path) -> None:
     output = tmp_path / "annotated.mp4"
     result = facetrack("run", "--source", str(footage_dir / "single_face.mp4"),

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -158,6 +159,39 @@ def test_camera_that_does_not_exist() -> None:
     with pytest.raises(SourceError, match="^cannot open camera 99$"):
         open_source("99")
     assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("served", [False, True], ids=["file", "http"])
+def test_a_section_of_a_video(footage_dir: Path, http_footage: str, served: bool) -> None:
+    """--start 5 --end 7: exactly the frames a full decode has from 5 s up to 7 s (the seek
+    lands on a keyframe before), their times counted from 5 s; also over HTTP, where the seek
+    is a range request."""
+    name = "WolfgangLanger_Pexels.mp4"
+    with av.open(str(footage_dir / name)) as container:
+        everything = [(float(frame.pts * frame.time_base), frame.to_ndarray(format="rgb24"))
+                      for frame in container.decode(video=0)]
+    wanted = [(time, image) for time, image in everything if 5.0 <= time < 7.0]
+    spec = f"{http_footage}/{name}" if served else str(footage_dir / name)
+    with open_source(spec, start=5.0, end=7.0) as source:
+        frames = list(source)
+        assert source.length == len(wanted) == 48 and source.origin == 5.0
+    assert [frame.index for frame in frames] == list(range(48))
+    assert [frame.time for frame in frames] == pytest.approx([t - 5.0 for t, _ in wanted])
+    assert all((frame.image == image).all()
+               for frame, (_, image) in zip(frames, wanted, strict=True))
+    with open_source(spec, start=19.0) as source:  # to the end
+        assert len(list(source)) == sum(time >= 19.0 for time, _ in everything)
+
+
+@pytest.mark.parametrize(("spec", "options", "words"), [
+    ("WolfgangLanger_Pexels.mp4", {"start": 30.0}, "no frames from 30 s on"),
+    ("single_face.jpg", {"start": 1.0}, "need a video file"),
+    ("single_face.jpg", {"end": 1.0}, "need a video file"),
+])
+def test_a_section_that_cannot_be(footage_dir: Path, spec: str, options: dict,
+                                  words: str) -> None:
+    with pytest.raises(SourceError, match=words):
+        open_source(str(footage_dir / spec), **options)
 
 
 def test_list_cameras_returns_lines_quickly() -> None:

@@ -26,6 +26,20 @@ def in_range(kind: type[int] | type[float], low: Number, high: Number) -> Callab
     return _checked(kind, lambda value: low <= value <= high, f"must be {low} to {high}")
 
 
+def seconds(text: str) -> float:
+    """A time into a video: seconds (75.5) or [HH:]MM:SS[.fff] (1:15.5), 0 or more."""
+    parts = text.split(":")
+    try:
+        values = [float(part) for part in parts]
+    except ValueError:
+        values = []
+    if (not values or len(values) > 3 or not all(0 <= v < math.inf for v in values)
+            or any(v >= 60 for v in values[1:])):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time: use seconds (75.5) or "
+                                         "[HH:]MM:SS (1:15.5)")
+    return sum(value * 60 ** power for power, value in enumerate(reversed(values)))
+
+
 def _checked(kind: type[int] | type[float], test: Callable[[Number], bool],
              rule: str) -> Callable[[str], Number]:
     def parse(text: str) -> Number:

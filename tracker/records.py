@@ -18,13 +18,15 @@ SCHEMA_VERSION = 1
 
 
 def header(source: str, intrinsics: Intrinsics | None, *, fps: float | None,
-           frame_count: int | None, landmarks: bool, landmarks_undistorted: bool = False,
+           frame_count: int | None, landmarks: bool, start: float = 0.0,
+           landmarks_undistorted: bool = False,
            regressor: str | None = None, predict_ms: float | None = None,
            profile: dict | None = None) -> dict:
     """The first line of a recording: what produced it and how to read the rest.
     ``landmarks_undistorted``: the landmarks were moved to where a pinhole camera with these
     intrinsics (no lens distortion) would see them, so they sit off the lens-distorted image.
     ``regressor``: the regressor's model version, when faces carry coefficients.
+    ``start``: where in the source time 0 is (seconds; `--start`), frames counting from it.
     ``predict_ms``: faces carry smoothed states, predicted this far past the frame's time
     (None: the regressor's raw output).
     ``profile``: the face profile the coefficients were corrected with (`FaceProfile.header`)."""
@@ -37,6 +39,7 @@ def header(source: str, intrinsics: Intrinsics | None, *, fps: float | None,
         "intrinsics": intrinsics.to_dict() if intrinsics else None,
         "fps": fps,
         "frame_count": frame_count,
+        "start": start,
         "landmarks": landmarks,
         "landmarks_undistorted": landmarks_undistorted,
         "model": "ICT-FaceKit FaceXModel" if regressor else None,

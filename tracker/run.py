@@ -25,7 +25,7 @@ from streams.sinks import Sinks, add_sink_arguments, open_sinks
 from streams.sources import IMAGE_SUFFIXES, ImageSource, Source, open_source, video_batch
 from streams.video_writer import VideoWriter
 from streams.window import Window, display_available
-from tracker.arguments import check_distinct, in_range, names_folder, positive
+from tracker.arguments import check_distinct, in_range, names_folder, positive, seconds
 from tracker.cli import stop_signals_as_interrupt, warn
 from tracker.face_model import FaceModel
 from tracker.landmarks import DETECTORS
@@ -55,6 +55,7 @@ examples:
   facetrack run --source photos/ --output annotated/    # each photo's copy, by its name
   facetrack run --source rtsp://127.0.0.1:8554/cam --show
   facetrack run --source clip.mp4 --realtime --show     # paced at the clip's own frame rate
+  facetrack run --source talk.mp4 --start 1:30 --end 2:00 --output part.mp4   # half a minute
   facetrack run --source 0 --publish                    # faces on tcp://127.0.0.1:5570
 """
 
@@ -90,6 +91,11 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
                         "about 5 ms more a frame while fewer than N faces are in view "
                         "(default auto: full-range for images, short-range for video; "
                         "benchmarks/detectors.py)")
+    p.add_argument("--start", type=seconds, default=0.0, metavar="TIME",
+                   help="begin this far into a video file (seconds, or [HH:]MM:SS[.fff]); "
+                        "frames, times and the annotated video then count from there")
+    p.add_argument("--end", type=seconds, metavar="TIME",
+                   help="stop at this time of the video file (its own clock, as --start)")
     p.add_argument("--realtime", action="store_true",
                    help="pace a file at its own frame rate instead of as fast as possible")
     p.add_argument("--reconnect", type=in_range(float, 0, 86400), default=30.0,
@@ -200,6 +206,8 @@ class Loaded:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.end is not None and args.end <= args.start:
+        raise FacetrackError(f"--end {args.end:g} s is not after --start {args.start:g} s")
     videos = video_batch(args.source)
     if videos:
         _check_batch(args, videos)
@@ -298,7 +306,8 @@ def _run_one(args: argparse.Namespace, loaded: Loaded) -> int:
     check_distinct({"--source": args.source if Path(args.source).is_file() else None,
                     "--output": args.output, "--record": args.record})
     smoother = _smoother(args)
-    source = open_source(args.source, realtime=args.realtime, reconnect=args.reconnect)
+    source = open_source(args.source, realtime=args.realtime, reconnect=args.reconnect,
+                         start=args.start, end=args.end)
     stats = RunStats()
     interrupted = False
     header_size = None  # of the frame the record's header describes
@@ -395,6 +404,7 @@ def _header(args: argparse.Namespace, source: Source, frame: Frame | None,
     intrinsics = tracker.intrinsics(*frame.size) if frame is not None else None
     version = tracker.regressor.manifest.model_version if tracker.regressor else None
     return header(args.source, intrinsics, fps=source.fps, frame_count=source.length,
+                  start=args.start,
                   landmarks=args.record_landmarks, landmarks_undistorted=tracker.undistorts,
                   regressor=version,
                   predict_ms=None if tracker.smoother is None else tracker.smoother.predict_ms,
