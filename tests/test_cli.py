@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import json
 import shutil
 import signal
@@ -17,6 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
+from streams.errors import SinkError
 from streams.recording import read_records
 from tracker import run as run_command
 from tracker.cli import COMMANDS, build_parser, main
@@ -69,6 +72,47 @@ def test_clips_joined_with_their_clocks_restarting_and_another_size(footage_dir:
     with av.open(str(output)) as video:
         assert sum(1 for _ in video.decode(video=0)) == 40
     assert abs(sound(output)[2] - video_end(output)) < 0.05
+
+
+def test_a_gzip_record(footage_dir: Path, tmp_path: Path) -> None:
+    """--record NAME.jsonl.gz: the same lines, compressed; export and replay read it."""
+    plain, packed = tmp_path / "faces.jsonl", tmp_path / "faces.jsonl.gz"
+    for record in (plain, packed):
+        facetrack_ok("run", "--source", str(footage_dir / "single_face.mp4"), "--quiet",
+                     "--record", str(record))
+    assert gzip.decompress(packed.read_bytes()) == plain.read_bytes()
+    assert packed.stat().st_size < plain.stat().st_size / 3
+    for record in (plain, packed):
+        facetrack_ok("export", str(record), "--csv", str(record.with_suffix(".csv")))
+    assert plain.with_suffix(".csv").read_text() == packed.with_suffix(".csv").read_text()
+    wrong = tmp_path / "plain.jsonl.gz"
+    wrong.write_bytes(plain.read_bytes())
+    assert_one_line_error(facetrack("replay", str(wrong), "--publish"), "not gzip data")
+
+
+def test_a_gzip_record_of_a_killed_run_keeps_its_frames(footage_dir: Path,
+                                                        tmp_path: Path) -> None:
+    """SIGKILL leaves the .gz without its end: every frame flushed before reads back, with a
+    warning (exit status 1)."""
+    record = tmp_path / "live.jsonl.gz"
+    process = subprocess.Popen(
+        [FACETRACK, "run", "--source", str(footage_dir / "WolfgangLanger_Pexels.mp4"),
+         "--realtime", "--quiet", "--record", str(record)])
+    frames: list[dict] = []
+    deadline = time.monotonic() + 60
+    while len(frames) < 20 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        with contextlib.suppress(SinkError):  # not there yet, or no line flushed yet
+            frames = read_records(record, [])[1]
+    process.kill()
+    process.wait(timeout=30)
+    warnings: list[str] = []
+    _, frames = read_records(record, warnings)
+    assert 20 <= len(frames) < 472 and [f["frame"] for f in frames] == list(range(len(frames)))
+    assert warnings and "cut short" in warnings[0]
+    result = facetrack("export", str(record), "--csv", str(tmp_path / "live.csv"))
+    assert result.returncode == 1 and "cut short" in result.stderr
+    assert len((tmp_path / "live.csv").read_text().splitlines()) == len(frames) + 1
 
 
 def test_a_section_of_a_video(footage_dir: Path, tmp_path: Path) -> None:
