@@ -205,13 +205,13 @@ class VideoSource(Source):
         if not (self._start or self._end is not None):
             yield from decoded
             return
-        start = self._stream.start_time or 0
+        first = self._stream.start_time or 0
         for frame in decoded:
             if frame.pts is not None:
-                time = float((frame.pts - start) * self._stream.time_base)
-                if time < self._start - 1e-6:
+                at = float((frame.pts - first) * self._stream.time_base)
+                if at < self._start - 1e-6:
                     continue
-                if self._end is not None and time >= self._end - 1e-6:
+                if self._end is not None and at >= self._end - 1e-6:
                     return
             yield frame
 
