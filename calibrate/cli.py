@@ -24,7 +24,7 @@ from calibrate.intrinsics import load_camera
 from calibrate.views import ViewSelector
 from streams.errors import FacetrackError, SinkError
 from streams.frame import Frame
-from streams.sources import open_source
+from streams.sources import add_capture_argument, open_source
 from streams.window import Window, display_available
 from tracker.arguments import check_writable, positive
 from tracker.cli import stop_signals_as_interrupt
@@ -71,6 +71,7 @@ def add_calibrate_command(sub: argparse._SubParsersAction) -> None:
         epilog=CAMERA_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     camera.add_argument("--source", required=True,
                         help="video file, image folder or glob, or camera (0, /dev/video2)")
+    add_capture_argument(camera)
     _add_board_arguments(camera)
     camera.add_argument("--out", required=True, metavar="FILE.json", help="camera file to write")
     camera.add_argument("--max-views", type=positive(int), default=MAX_VIEWS, metavar="N",
@@ -90,6 +91,7 @@ def add_calibrate_command(sub: argparse._SubParsersAction) -> None:
     face.add_argument("--source", required=True,
                       help="video file, camera (0, /dev/video2), or photos (an image, folder or "
                            "glob: every frontal one is used)")
+    add_capture_argument(face)
     face.add_argument("--seconds", type=positive(float), default=3.0,
                       help="length of the still stretch of a video or camera to average "
                            "(default 3)")
@@ -142,7 +144,7 @@ def _board_of(args: argparse.Namespace) -> Board:
 def _camera(args: argparse.Namespace) -> int:
     board = _board_of(args)
     check_writable(args.out)
-    source = open_source(args.source)
+    source = open_source(args.source, capture=args.capture)
     with contextlib.ExitStack() as stack:
         stack.callback(source.close)
         display = _display(stack) if args.show else None
@@ -176,7 +178,7 @@ def _face(args: argparse.Namespace) -> int:
 
     camera = load_camera(args.camera) if args.camera else None
     check_writable(args.out)
-    source = open_source(args.source)
+    source = open_source(args.source, capture=args.capture)
     if source.stills and args.routine:
         source.close()
         raise FacetrackError(f"--routine needs a video or a camera: {args.source} is photos, "

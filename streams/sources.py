@@ -16,6 +16,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -309,14 +310,43 @@ class VideoSource(Source):
         self._container.close()
 
 
-class CameraSource(Source):
-    """A camera opened by OpenCV, by index ("0") or device path; live, newest frame wins."""
+@dataclass(frozen=True)
+class CaptureMode:
+    """The frame size and rate asked of a camera (``--capture 1280x720@60``); None: its own."""
 
-    def __init__(self, spec: str) -> None:
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> CaptureMode:
+        """WIDTHxHEIGHT, WIDTHxHEIGHT@FPS or @FPS, for argparse."""
+        match = re.fullmatch(r"(?:(\d+)x(\d+))?(?:@(\d+(?:\.\d+)?))?", text.strip())
+        valid = (match and text.strip() and (not match[1] or int(match[1]) * int(match[2]))
+                 and (not match[3] or float(match[3])))
+        if not valid:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a capture mode: use WIDTHxHEIGHT, "
+                                             "WIDTHxHEIGHT@FPS or @FPS (1280x720@60)")
+        return cls(int(match[1]) if match[1] else None, int(match[2]) if match[2] else None,
+                   float(match[3]) if match[3] else None)
+
+    def __str__(self) -> str:
+        size = f"{self.width}x{self.height}" if self.width else ""
+        return size + (f"@{self.fps:g}" if self.fps else "")
+
+
+class CameraSource(Source):
+    """A camera opened by OpenCV, by index ("0") or device path; live, newest frame wins.
+    With a MODE, the camera is asked for that size and rate (a webcam opens at 640x480 and
+    30 fps whatever it can do), and a warning says what it gives when it gives another."""
+
+    def __init__(self, spec: str, mode: CaptureMode | None = None) -> None:
         with _quiet_opencv():
             self._capture = cv2.VideoCapture(int(spec) if spec.isdigit() else spec)
         if not self._capture.isOpened():
             raise SourceError(f"cannot open camera {spec}")
+        if mode:
+            self._ask(spec, mode)
         fps = self._capture.get(cv2.CAP_PROP_FPS)
         width = int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
         height = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
@@ -326,6 +356,25 @@ class CameraSource(Source):
             fps=fps if fps > 0 else None,
             size=(width, height) if width and height else None,
         )
+
+    def _ask(self, spec: str, mode: CaptureMode) -> None:
+        """Ask for MODE as the camera sends it, then as MJPEG: over USB 2 a webcam sends
+        uncompressed frames above 640x480 at only a few frames a second."""
+        for fourcc in (None, "MJPG"):
+            if fourcc:
+                self._capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*fourcc))
+            if mode.width:
+                self._capture.set(cv2.CAP_PROP_FRAME_WIDTH, mode.width)
+                self._capture.set(cv2.CAP_PROP_FRAME_HEIGHT, mode.height)
+            if mode.fps:
+                self._capture.set(cv2.CAP_PROP_FPS, mode.fps)
+            given = CaptureMode(int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                                int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+                                self._capture.get(cv2.CAP_PROP_FPS))
+            if ((not mode.width or (given.width, given.height) == (mode.width, mode.height))
+                    and (not mode.fps or abs(given.fps - mode.fps) < 0.5)):
+                return
+        log.warning("camera %s gives %s, not the %s asked for", spec, given, mode)
 
     def _read(self) -> Iterator[Frame]:
         index = 0
@@ -369,7 +418,8 @@ class ImageSource(Source):
 
 
 def open_source(spec: str, *, realtime: bool = False, timeout: float = 10.0,
-                reconnect: float = 0.0, start: float = 0.0, end: float | None = None) -> Source:
+                reconnect: float = 0.0, start: float = 0.0, end: float | None = None,
+                capture: CaptureMode | None = None) -> Source:
     """Open what ``spec`` names: a URL, a camera ("0", /dev/video0), an image, folder or glob
     of images, or a video file.
 
@@ -378,13 +428,16 @@ def open_source(spec: str, *, realtime: bool = False, timeout: float = 10.0,
     long to keep trying to open a network stream that is not up yet, or a live one again when
     it ends or breaks off (0: the error, or the source's end, at once). ``start`` and ``end``
     (seconds of a video file's clock) read only that section, its times counted from ``start``.
+    ``capture`` is the size and rate asked of a camera.
     """
     if not spec:
         raise SourceError("no source given")
+    camera = spec.isdigit() or spec.startswith("/dev/video")
+    if capture and not camera:
+        raise SourceError(f"--capture asks a camera for a mode; {spec} is not a camera")
     if URL.match(spec):
         return VideoSource(spec, url=True, realtime=realtime, timeout=timeout,
                            reconnect=reconnect, start=start, end=end)
-    camera = spec.isdigit() or spec.startswith("/dev/video")
     path = Path(spec)
     if not camera and path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES:
         return VideoSource(spec, url=False, realtime=realtime, timeout=timeout, start=start,
@@ -392,7 +445,7 @@ def open_source(spec: str, *, realtime: bool = False, timeout: float = 10.0,
     if start or end is not None:
         raise SourceError(f"--start and --end need a video file, not {spec}")
     if camera:
-        return CameraSource(spec)
+        return CameraSource(spec, capture)
     listed = _listed(spec)
     if listed is not None:
         paths = _images(spec, listed)
@@ -533,6 +586,14 @@ def _quiet_opencv() -> Iterator[None]:
         yield
     finally:
         cv2.setLogLevel(level)
+
+
+def add_capture_argument(parser: argparse.ArgumentParser) -> None:
+    """``--capture``, for every command that may read a camera."""
+    parser.add_argument("--capture", type=CaptureMode.parse, metavar="WxH[@FPS]",
+                        help="ask a camera for this frame size and rate (1280x720@60); it opens "
+                             "at its default (often 640x480 at 30), and a warning says what it "
+                             "gives when it cannot")
 
 
 def add_sources_command(sub: argparse._SubParsersAction) -> None:

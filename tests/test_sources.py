@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import functools
 import shutil
 import signal
@@ -22,7 +23,7 @@ import pytest
 from streams.errors import SourceError
 from streams.prefetch import Prefetch
 from streams.recording import read_records
-from streams.sources import list_cameras, open_source
+from streams.sources import CameraSource, CaptureMode, list_cameras, open_source
 
 from cli_helpers import FACETRACK
 from stream_helpers import (
@@ -192,6 +193,31 @@ def test_a_section_that_cannot_be(footage_dir: Path, spec: str, options: dict,
                                   words: str) -> None:
     with pytest.raises(SourceError, match=words):
         open_source(str(footage_dir / spec), **options)
+
+
+@pytest.mark.parametrize(("text", "mode"), [
+    ("1280x720@60", CaptureMode(1280, 720, 60.0)), ("1920x1080", CaptureMode(1920, 1080)),
+    ("@29.97", CaptureMode(fps=29.97)), ("0x720", None), ("@0", None), ("720p", None),
+    ("", None), ("1280x720@", None),
+])
+def test_capture_modes(text: str, mode: CaptureMode | None) -> None:
+    if mode is None:
+        with pytest.raises(argparse.ArgumentTypeError, match="not a capture mode"):
+            CaptureMode.parse(text)
+    else:
+        assert CaptureMode.parse(text) == mode
+
+
+def test_a_camera_that_cannot_give_the_mode_says_what_it_gives(
+        footage_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """OpenCV opens a video file as it opens a camera device, and a file refuses every mode:
+    the warning names what is asked and what comes, and frames come as they are."""
+    with CameraSource(str(footage_dir / "single_face.mp4"), CaptureMode(1280, 720, 60)) as source:
+        assert source.size == (640, 360)
+        assert next(iter(source)).image.shape == (360, 640, 3)
+    assert "gives 640x360@30, not the 1280x720@60 asked for" in caplog.text
+    with pytest.raises(SourceError, match="not a camera"):
+        open_source(str(footage_dir / "single_face.mp4"), capture=CaptureMode(1280, 720))
 
 
 def test_list_cameras_returns_lines_quickly() -> None:

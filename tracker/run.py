@@ -22,7 +22,14 @@ from streams.errors import FacetrackError, SinkError, SourceError
 from streams.frame import Frame
 from streams.image_writer import ImageWriter, PhotoWriter, is_image_name
 from streams.sinks import Sinks, add_sink_arguments, open_sinks
-from streams.sources import IMAGE_SUFFIXES, ImageSource, Source, open_source, video_batch
+from streams.sources import (
+    IMAGE_SUFFIXES,
+    ImageSource,
+    Source,
+    add_capture_argument,
+    open_source,
+    video_batch,
+)
 from streams.video_writer import VideoWriter
 from streams.window import Window, display_available
 from tracker.arguments import check_distinct, in_range, names_folder, positive, seconds
@@ -48,6 +55,7 @@ examples:
   facetrack run --source video.mp4 --record faces.jsonl
   facetrack run --source video.mp4 --output annotated.mp4 --max-faces 2
   facetrack run --source 0 --show                       # first camera, live window
+  facetrack run --source 0 --capture 1280x720@60 --vmc  # its 720p mode at 60 fps, to VSeeFace
   facetrack run --source /dev/video2 --record live.jsonl --record-landmarks
   facetrack run --source 'photos/*.jpg' --record photos.jsonl
   facetrack run --source takes/ --record records/ --output annotated/   # each video of a folder
@@ -72,6 +80,7 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
                         "(0, /dev/video2), or URL (rtsp://, http(s)://, udp://, tcp://); a "
                         "folder or glob of videos runs each in turn, --record and --output "
                         "then naming folders")
+    add_capture_argument(p)
     p.add_argument("--record", metavar="FILE.jsonl", help="write one JSON line per frame")
     p.add_argument("--record-landmarks", action="store_true",
                    help="include the 478 landmarks of each face in the record")
@@ -307,7 +316,7 @@ def _run_one(args: argparse.Namespace, loaded: Loaded) -> int:
                     "--output": args.output, "--record": args.record})
     smoother = _smoother(args)
     source = open_source(args.source, realtime=args.realtime, reconnect=args.reconnect,
-                         start=args.start, end=args.end)
+                         start=args.start, end=args.end, capture=args.capture)
     stats = RunStats()
     interrupted = False
     header_size = None  # of the frame the record's header describes
