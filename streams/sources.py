@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TypeVar
 
 import av
 import cv2
@@ -32,6 +33,7 @@ from tracker.arguments import positive
 RETRY_SECONDS = 0.5  # between tries to reopen a live stream that dropped
 log = logging.getLogger("facetrack.sources")
 URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+Opened = TypeVar("Opened")
 GLOB = re.compile(r"[*?[]")
 # Video files a folder or glob may hold for a batch (`video_batch`); any one FFmpeg reads works
 # as a single --source.
@@ -338,15 +340,15 @@ class CaptureMode:
 class CameraSource(Source):
     """A camera opened by OpenCV, by index ("0") or device path; live, newest frame wins.
     With a MODE, the camera is asked for that size and rate (a webcam opens at 640x480 and
-    30 fps whatever it can do), and a warning says what it gives when it gives another."""
+    30 fps whatever it can do), and a warning says what it gives when it gives another. A
+    camera that stops delivering (unplugged, its USB reset) is opened again for up to
+    RECONNECT seconds, its frame numbers going on."""
 
-    def __init__(self, spec: str, mode: CaptureMode | None = None) -> None:
-        with _quiet_opencv():
-            self._capture = cv2.VideoCapture(int(spec) if spec.isdigit() else spec)
-        if not self._capture.isOpened():
-            raise SourceError(f"cannot open camera {spec}")
-        if mode:
-            self._ask(spec, mode)
+    def __init__(self, spec: str, mode: CaptureMode | None = None,
+                 reconnect: float = 0.0) -> None:
+        self._mode = mode
+        self._reconnect = reconnect
+        self._capture = self._open(spec)
         fps = self._capture.get(cv2.CAP_PROP_FPS)
         width = int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
         height = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
@@ -357,38 +359,61 @@ class CameraSource(Source):
             size=(width, height) if width and height else None,
         )
 
-    def _ask(self, spec: str, mode: CaptureMode) -> None:
-        """Ask for MODE as the camera sends it, then as MJPEG: over USB 2 a webcam sends
-        uncompressed frames above 640x480 at only a few frames a second."""
-        for fourcc in (None, "MJPG"):
-            if fourcc:
-                self._capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*fourcc))
-            if mode.width:
-                self._capture.set(cv2.CAP_PROP_FRAME_WIDTH, mode.width)
-                self._capture.set(cv2.CAP_PROP_FRAME_HEIGHT, mode.height)
-            if mode.fps:
-                self._capture.set(cv2.CAP_PROP_FPS, mode.fps)
-            given = CaptureMode(int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
-                                int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-                                self._capture.get(cv2.CAP_PROP_FPS))
-            if ((not mode.width or (given.width, given.height) == (mode.width, mode.height))
-                    and (not mode.fps or abs(given.fps - mode.fps) < 0.5)):
-                return
-        log.warning("camera %s gives %s, not the %s asked for", spec, given, mode)
+    def _open(self, spec: str) -> cv2.VideoCapture:
+        with _quiet_opencv():
+            capture = cv2.VideoCapture(int(spec) if spec.isdigit() else spec)
+        if not capture.isOpened():
+            raise SourceError(f"cannot open camera {spec}")
+        if self._mode:
+            _ask(capture, spec, self._mode)
+        return capture
 
     def _read(self) -> Iterator[Frame]:
         index = 0
         while True:
             ok, bgr = self._capture.read()
             captured = time.monotonic()
-            if not ok:
-                self.warnings.append(f"camera {self.name} stopped delivering after {index} frames")
+            if ok:
+                yield Frame(self.name, index, captured, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+                index += 1
+                continue
+            lost = f"camera {self.name} stopped delivering at frame {index}"
+            if not self._reconnect:
+                self.warnings.append(lost)
                 return
-            yield Frame(self.name, index, captured, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-            index += 1
+            log.warning("%s; trying to open it again for %g s", lost, self._reconnect)
+            self._capture.release()
+            try:
+                self._capture = _tried(lambda: self._open(self.name),
+                                       time.monotonic() + self._reconnect, lambda: self._closed)
+            except SourceError:
+                self.warnings.append(f"{lost}, and it did not come back within "
+                                     f"{self._reconnect:g} s")
+                return
+            log.warning("camera %s: reopened", self.name)
 
     def _release(self) -> None:
         self._capture.release()
+
+
+def _ask(capture: cv2.VideoCapture, spec: str, mode: CaptureMode) -> None:
+    """Ask CAPTURE for MODE as the camera sends it, then as MJPEG: over USB 2 a webcam sends
+    uncompressed frames above 640x480 at only a few frames a second."""
+    for fourcc in (None, "MJPG"):
+        if fourcc:
+            capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*fourcc))
+        if mode.width:
+            capture.set(cv2.CAP_PROP_FRAME_WIDTH, mode.width)
+            capture.set(cv2.CAP_PROP_FRAME_HEIGHT, mode.height)
+        if mode.fps:
+            capture.set(cv2.CAP_PROP_FPS, mode.fps)
+        given = CaptureMode(int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                            int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+                            capture.get(cv2.CAP_PROP_FPS))
+        if ((not mode.width or (given.width, given.height) == (mode.width, mode.height))
+                and (not mode.fps or abs(given.fps - mode.fps) < 0.5)):
+            return
+    log.warning("camera %s gives %s, not the %s asked for", spec, given, mode)
 
 
 class ImageSource(Source):
@@ -445,7 +470,7 @@ def open_source(spec: str, *, realtime: bool = False, timeout: float = 10.0,
     if start or end is not None:
         raise SourceError(f"--start and --end need a video file, not {spec}")
     if camera:
-        return CameraSource(spec, capture)
+        return CameraSource(spec, capture, reconnect)
     listed = _listed(spec)
     if listed is not None:
         paths = _images(spec, listed)
@@ -523,12 +548,19 @@ def _open_container(spec: str, *, url: bool, timeout: float) -> av.container.Inp
 
 def _open_live(spec: str, timeout: float, deadline: float,
                stopped: Callable[[], bool] = lambda: False) -> av.container.InputContainer:
-    """The network stream SPEC, tried every RETRY_SECONDS until the monotonic DEADLINE or
-    until STOPPED(); raises the last try's error."""
+    """The network stream SPEC, tried as `_tried` tries."""
+    return _tried(lambda: _open_container(
+        spec, url=True, timeout=max(min(timeout, deadline - time.monotonic()), 0.1)),
+        deadline, stopped)
+
+
+def _tried(attempt: Callable[[], Opened], deadline: float,
+           stopped: Callable[[], bool] = lambda: False) -> Opened:
+    """What ATTEMPT opens, tried every RETRY_SECONDS until the monotonic DEADLINE or until
+    STOPPED(); raises the last try's SourceError."""
     while True:
         try:
-            return _open_container(spec, url=True,
-                                   timeout=max(min(timeout, deadline - time.monotonic()), 0.1))
+            return attempt()
         except SourceError:
             left = deadline - time.monotonic()
             if stopped() or left <= 0:

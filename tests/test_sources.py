@@ -220,6 +220,40 @@ def test_a_camera_that_cannot_give_the_mode_says_what_it_gives(
         open_source(str(footage_dir / "single_face.mp4"), capture=CaptureMode(1280, 720))
 
 
+def test_a_camera_that_stops_is_opened_again(footage_dir: Path, tmp_path: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    """A camera that stops delivering (a file opened as OpenCV opens a device: its end) is
+    opened again, and its frames go on from where they stopped, numbered on."""
+    camera = shutil.copy(footage_dir / "single_face.mp4", tmp_path / "camera.mp4")
+    first = decoded(camera, 1)[0]
+    frames = []
+    with CameraSource(str(camera), reconnect=5.0) as source:
+        for frame in source:
+            frames.append(frame)
+            if frame.index >= 100:
+                break
+    assert "stopped delivering at frame 72; trying to open it again for 5 s" in caplog.text
+    assert "reopened" in caplog.text
+    indices = [frame.index for frame in frames]
+    assert indices == sorted(indices) and indices[-1] >= 100
+    again = next(frame for frame in frames if frame.index >= 72)
+    if again.index == 72:  # a live source may drop a frame to a slow reader
+        assert (again.image == first).all()
+
+
+def test_a_camera_that_does_not_come_back_ends_with_a_warning(footage_dir: Path,
+                                                             tmp_path: Path) -> None:
+    camera = shutil.copy(footage_dir / "single_face.mp4", tmp_path / "camera.mp4")
+    with CameraSource(str(camera), reconnect=1.0) as source:
+        Path(camera).unlink()  # unplugged: what is open still reads, nothing opens again
+        started = time.monotonic()
+        frames = list(source)
+        waited = time.monotonic() - started
+    assert len(frames) > 0 and frames[-1].index < 72 and waited >= 1.0
+    assert source.warnings == ["camera " + str(camera) + " stopped delivering at frame 72, and "
+                               "it did not come back within 1 s"]
+
+
 def test_list_cameras_returns_lines_quickly() -> None:
     started = time.monotonic()
     cameras = list_cameras()

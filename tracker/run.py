@@ -110,8 +110,8 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reconnect", type=in_range(float, 0, 86400), default=30.0,
                    metavar="SECONDS",
                    help="how long to keep trying to open a network stream that is not up yet, "
-                        "or to reopen a live one that drops (default 30; 0: fail or end at "
-                        "once)")
+                        "or to reopen a live one or a camera that drops (default 30; 0: fail "
+                        "or end at once)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or status line")
     p.add_argument("--focal", type=positive(float), metavar="PIXELS",
                    help="the camera's focal length in pixels, when known but not calibrated")
