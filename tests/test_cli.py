@@ -22,6 +22,7 @@ import pytest
 from streams.errors import SinkError
 from streams.recording import read_records
 from tracker import run as run_command
+from tracker import solution
 from tracker.cli import COMMANDS, build_parser, main
 from tracker.face_model import FaceModel
 
@@ -367,7 +368,7 @@ def test_a_batch_loads_its_models_once(footage_dir: Path, tmp_path: Path,
         shutil.copy(footage_dir / "single_face.mp4", takes / name)
     loads: list[str] = []
 
-    class CountedRegressor(run_command.Regressor):
+    class CountedRegressor(solution.Regressor):
         def __init__(self, *args: object, **options: object) -> None:
             loads.append("regressor")
             super().__init__(*args, **options)
@@ -377,7 +378,7 @@ def test_a_batch_loads_its_models_once(footage_dir: Path, tmp_path: Path,
         return face_model_load(path)
 
     face_model_load = FaceModel.load
-    monkeypatch.setattr(run_command, "Regressor", CountedRegressor)
+    monkeypatch.setattr(solution, "Regressor", CountedRegressor)
     monkeypatch.setattr(FaceModel, "load", counted_face_model)
     args = build_parser("run").parse_args(["run", "--source", str(takes), "--mesh",
                                            "--record", str(tmp_path / "records"),

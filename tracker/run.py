@@ -7,14 +7,12 @@ import argparse
 import contextlib
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from calibrate.intrinsics import Intrinsics, load_camera
-from calibrate.profile import FaceProfile
+from calibrate.intrinsics import Intrinsics
 from engines.select import KINDS
 from engines.tensorrt_engine import PRECISIONS
 from streams.audio import open_audio
@@ -34,15 +32,14 @@ from streams.video_writer import VideoWriter
 from streams.window import Window, display_available
 from tracker.arguments import check_distinct, in_range, names_folder, positive, seconds
 from tracker.cli import stop_signals_as_interrupt, warn
-from tracker.face_model import FaceModel
 from tracker.landmarks import DETECTORS
 from tracker.overlay import Overlay
 from tracker.pipeline import FaceTracker, frames_ahead
 from tracker.records import frame_record, header
-from tracker.refine import DEFAULT_STEPS, Refiner
-from tracker.regressor import DEFAULT_MODEL, Regressor
-from tracker.render import Renderer
+from tracker.refine import DEFAULT_STEPS
+from tracker.regressor import DEFAULT_MODEL
 from tracker.smoothing import Smoother
+from tracker.solution import Models
 from tracker.tracks import TRACKING, TrackedFace
 
 Output = VideoWriter | ImageWriter | PhotoWriter  # what --output writes: the annotated frames
@@ -187,45 +184,20 @@ class RunStats:
                 f"a face in {self.frames_with_faces} ({share:.1f}%)")
 
 
-@dataclass(frozen=True)
-class Loaded:
-    """What a run reads from disk once, however many videos a batch runs: the camera, the
-    profile, the regressor, and the face model's refiner and mesh renderer (the last three
-    take half a second to load)."""
-
-    camera: Intrinsics | None
-    profile: FaceProfile | None
-    regressor: Regressor
-    refiner: Refiner | None
-    mesh: Renderer | None
-
-    @classmethod
-    def load(cls, args: argparse.Namespace) -> Loaded:
-        camera = load_camera(args.camera) if args.camera else None
-        profile = FaceProfile.load(args.profile) if args.profile else None
-        face_model = FaceModel.load(args.model) if args.refine or args.mesh else None
-        regressor = Regressor(args.regressor, args.engine, args.precision, args.model)
-        if profile and profile.info.get("regressor") != regressor.manifest.model_version:
-            print(f"facetrack: warning: {args.profile} was made with regressor "
-                  f"{profile.info.get('regressor')}, this is {regressor.manifest.model_version}: "
-                  "its resting face may be off, calibrate again", file=sys.stderr)
-        return cls(camera, profile, regressor,
-                   Refiner.load(face_model, args.refine) if args.refine else None,
-                   Renderer(face_model, "face") if args.mesh else None)
-
-
 def run(args: argparse.Namespace) -> int:
     if args.end is not None and args.end <= args.start:
         raise FacetrackError(f"--end {args.end:g} s is not after --start {args.start:g} s")
     videos = video_batch(args.source)
     if videos:
         _check_batch(args, videos)
-    loaded = Loaded.load(args)
+    models = Models.load(camera=args.camera, profile=args.profile, refine=args.refine,
+                         mesh=args.mesh, model=args.model, regressor=args.regressor,
+                         engine=args.engine, precision=args.precision)
     try:
-        return (_run_batch(args, videos, loaded) if videos
-                else _run_one(_named_in_folders(args), loaded))
+        return (_run_batch(args, videos, models) if videos
+                else _run_one(_named_in_folders(args), models))
     finally:
-        loaded.regressor.close()
+        models.close()
 
 
 def _check_batch(args: argparse.Namespace, videos: list[Path]) -> None:
@@ -245,7 +217,7 @@ def _count(videos: list[Path]) -> str:
     return f"{len(videos)} video{'s' if len(videos) > 1 else ''}"
 
 
-def _run_batch(args: argparse.Namespace, videos: list[Path], loaded: Loaded) -> int:
+def _run_batch(args: argparse.Namespace, videos: list[Path], models: Models) -> int:
     """Each video of a folder or glob, in turn, as a run of its own: its record and annotated
     video are named after it, in the folders --record and --output name. A video that cannot
     be opened or decoded is a warning and the batch goes on; Ctrl-C stops the batch."""
@@ -258,7 +230,7 @@ def _run_batch(args: argparse.Namespace, videos: list[Path], loaded: Loaded) -> 
             print(f"facetrack: video {number} of {len(videos)}: {video}", file=sys.stderr)
         one = _named_after(args, video, records, outputs)
         try:
-            code = _run_one(one, loaded)
+            code = _run_one(one, models)
         except SourceError as error:  # this video's own problem: the others may be fine
             print(f"facetrack: warning: {error}", file=sys.stderr)
             code, unread = 1, unread + 1
@@ -311,7 +283,7 @@ def _batch_folder(name: str | None, option: str, count: str) -> Path | None:
     return folder
 
 
-def _run_one(args: argparse.Namespace, loaded: Loaded) -> int:
+def _run_one(args: argparse.Namespace, models: Models) -> int:
     check_distinct({"--source": args.source if Path(args.source).is_file() else None,
                     "--output": args.output, "--record": args.record})
     smoother = _smoother(args)
@@ -326,15 +298,15 @@ def _run_one(args: argparse.Namespace, loaded: Loaded) -> int:
         writer = (stack.enter_context(_writer(args.output, source, args.audio)) if args.output
                   else None)
         window = _open_window(stack) if args.show else None
-        overlay = Overlay(mesh=loaded.mesh) if writer or window else None
+        overlay = Overlay(mesh=models.mesh) if writer or window else None
         max_faces = args.max_faces or (PHOTO_FACES if source.stills else 1)
-        tracker = stack.enter_context(FaceTracker(max_faces, camera=loaded.camera,
+        tracker = stack.enter_context(FaceTracker(max_faces, camera=models.camera,
                                                   stills=source.stills,
                                                   detector=(None if args.detector == "auto"
                                                             else args.detector),
-                                                  regressor=loaded.regressor, focal=args.focal,
-                                                  refiner=loaded.refiner, smoother=smoother,
-                                                  profile=loaded.profile))
+                                                  regressor=models.regressor, focal=args.focal,
+                                                  refiner=models.refiner, smoother=smoother,
+                                                  profile=models.profile))
         # Closed before the tracker: its landmark thread stops before MediaPipe's graph does.
         processed = stack.enter_context(contextlib.closing(tracker.stream(
             source, frames_ahead(source.live or args.realtime))))
