@@ -163,6 +163,34 @@ def test_annotated_output_video(footage_dir: Path, tmp_path: Path) -> None:
     assert 0.002 < changed < 0.2
 
 
+def test_hidden_layers(footage_dir: Path, tmp_path: Path) -> None:
+    """--hide every layer: the frames come out as they went in; with --mesh, only the head
+    changes, under the fitted mesh."""
+    video = footage_dir / "single_face.mp4"
+    originals = decoded(video, 15)
+    hide = ["--hide", "landmarks,axes,ids,status", "--end", "0.5"]
+    facetrack_ok("run", "--source", str(video), "--quiet", *hide,
+                 "--output", str(tmp_path / "plain_%02d.png"))
+    facetrack_ok("run", "--source", str(video), "--quiet", "--mesh", *hide,
+                 "--record", str(tmp_path / "faces.jsonl"),
+                 "--output", str(tmp_path / "mesh_%02d.png"))
+    _, records = read_records(tmp_path / "faces.jsonl")
+    assert len(records) == len(originals) == 15
+    for number, (original, record) in enumerate(zip(originals, records, strict=True)):
+        plain = cv2.cvtColor(cv2.imread(str(tmp_path / f"plain_{number:02d}.png")),
+                             cv2.COLOR_BGR2RGB)
+        assert (plain == original).all()
+        meshed = cv2.cvtColor(cv2.imread(str(tmp_path / f"mesh_{number:02d}.png")),
+                              cv2.COLOR_BGR2RGB)
+        rows, columns = np.nonzero((meshed != original).any(axis=2))
+        x0, y0, x1, y1 = record["faces"][0]["bbox"]
+        width, height = x1 - x0, y1 - y0
+        assert len(rows) > 0.2 * width * height
+        # The head and neck: around the face found, down to the picture's edge.
+        assert x0 - 0.3 * width < columns.min() and columns.max() < x1 + 0.3 * width
+        assert y0 - 0.5 * height < rows.min()
+
+
 @pytest.mark.parametrize(("detector", "faces"), [("auto", 5), ("short-range", 1)])
 def test_a_group_photo_annotated_as_a_photo(footage_dir: Path, tmp_path: Path, detector: str,
                                             faces: int) -> None:

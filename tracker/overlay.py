@@ -29,12 +29,24 @@ def _edges(connections: frozenset[tuple[int, int]]) -> np.ndarray:
     return np.array(sorted(connections), np.intp)
 
 
-class Overlay:
-    """Draws what the tracker saw onto RGB frames."""
+# What an overlay draws, each of which `Overlay` can leave out (`facetrack run --hide`).
+LAYERS = ("landmarks", "axes", "ids", "status")
 
-    def __init__(self, point_size: int = 2, mesh: Renderer | None = None) -> None:
+
+class Overlay:
+    """Draws what the tracker saw onto RGB frames: each face's landmarks and contours, its
+    fitted head's axes (and with a renderer its shaded mesh) and track id, and a status line;
+    HIDE names the `LAYERS` left out (a clean demo video: the mesh alone)."""
+
+    def __init__(self, point_size: int = 2, mesh: Renderer | None = None,
+                 hide: frozenset[str] = frozenset()) -> None:
+        unknown = set(hide) - set(LAYERS)
+        if unknown:
+            raise ValueError(f"no overlay layer {', '.join(sorted(unknown))}: the layers are "
+                             f"{', '.join(LAYERS)}")
         self.point_size = point_size
         self.mesh = mesh  # draws each fitted face's shaded mesh when given
+        self.hide = frozenset(hide)
         self._contours = _edges(face_mesh.FACEMESH_CONTOURS)
         self._irises = _edges(face_mesh.FACEMESH_IRISES)
         self._dot = np.stack(np.meshgrid(np.arange(point_size), np.arange(point_size)),
@@ -49,16 +61,20 @@ class Overlay:
                 continue
             if face.fit is not None and camera is not None:
                 self._draw_fit(image, face.state or face.fit, camera)
-            points = face.observation.landmarks[:, :2]
-            self._draw_points(image, points)
-            pixels = np.round(points).astype(np.int32)
-            cv2.polylines(image, pixels[self._contours], False, CONTOUR_COLOR, 1, cv2.LINE_AA)
-            cv2.polylines(image, pixels[self._irises], False, IRIS_COLOR, 1, cv2.LINE_AA)
-            x0, y0 = face.observation.bbox[:2]
-            _text(image, f"#{face.track}", (int(x0), max(int(y0) - 6, 14)))
-        if status:
+            if "landmarks" not in self.hide:
+                self._draw_landmarks(image, face.observation.landmarks[:, :2])
+            if "ids" not in self.hide:
+                x0, y0 = face.observation.bbox[:2]
+                _text(image, f"#{face.track}", (int(x0), max(int(y0) - 6, 14)))
+        if status and "status" not in self.hide:
             _text(image, status, (8, 20))
         return image
+
+    def _draw_landmarks(self, image: np.ndarray, points: np.ndarray) -> None:
+        self._draw_points(image, points)
+        pixels = np.round(points).astype(np.int32)
+        cv2.polylines(image, pixels[self._contours], False, CONTOUR_COLOR, 1, cv2.LINE_AA)
+        cv2.polylines(image, pixels[self._irises], False, IRIS_COLOR, 1, cv2.LINE_AA)
 
     def _draw_fit(self, image: np.ndarray, fit: FaceFit | FaceState, camera: Intrinsics) -> None:
         """The head as published: smoothed when a smoother runs, else the regressor's fit."""
@@ -67,7 +83,8 @@ class Overlay:
                              fit.translation)
             if (vertices[:, 2] > 1.0).all():  # never a head through the camera
                 self.mesh.draw_mesh(image, vertices, camera)
-        draw_axes(image, fit.rotation, fit.translation, camera)
+        if "axes" not in self.hide:
+            draw_axes(image, fit.rotation, fit.translation, camera)
 
     def _draw_points(self, image: np.ndarray, points: np.ndarray) -> None:
         """Square dots, all in one scatter."""

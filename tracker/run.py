@@ -33,7 +33,7 @@ from streams.window import Window, display_available
 from tracker.arguments import check_distinct, in_range, names_folder, positive, seconds
 from tracker.cli import stop_signals_as_interrupt, warn
 from tracker.landmarks import DETECTORS
-from tracker.overlay import Overlay
+from tracker.overlay import LAYERS, Overlay
 from tracker.pipeline import FaceTracker, frames_ahead
 from tracker.records import frame_record, header
 from tracker.refine import DEFAULT_STEPS
@@ -128,6 +128,9 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mesh", action="store_true",
                    help="draw each fitted face's shaded mesh in --output and --show "
                         "(needs the face model)")
+    p.add_argument("--hide", type=_layers, default=frozenset(), metavar="LAYER[,LAYER]",
+                   help=f"leave layers out of --output and --show: {', '.join(LAYERS)} (a clean "
+                        "video of the mesh alone: --mesh --hide landmarks,axes,ids,status)")
     p.add_argument("--model", metavar="PATH",
                    help="face model file for --refine and --mesh (default: $FACETRACK_MODEL, "
                         "else the installed one)")
@@ -146,6 +149,16 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
                         "capture time, to hide latency (default 0)")
     add_sink_arguments(p)
     p.set_defaults(func=run)
+
+
+def _layers(text: str) -> frozenset[str]:
+    """A comma-separated list of overlay `LAYERS`, for argparse."""
+    layers = frozenset(filter(None, text.split(",")))
+    unknown = sorted(layers - set(LAYERS))
+    if unknown or not layers:
+        raise argparse.ArgumentTypeError(f"no layer {','.join(unknown) or text!r}: choose from "
+                                         f"{', '.join(LAYERS)}")
+    return layers
 
 
 class RunStats:
@@ -298,7 +311,7 @@ def _run_one(args: argparse.Namespace, models: Models) -> int:
         writer = (stack.enter_context(_writer(args.output, source, args.audio)) if args.output
                   else None)
         window = _open_window(stack) if args.show else None
-        overlay = Overlay(mesh=models.mesh) if writer or window else None
+        overlay = Overlay(mesh=models.mesh, hide=args.hide) if writer or window else None
         max_faces = args.max_faces or (PHOTO_FACES if source.stills else 1)
         tracker = stack.enter_context(FaceTracker(max_faces, camera=models.camera,
                                                   stills=source.stills,
