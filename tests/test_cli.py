@@ -27,7 +27,7 @@ from tracker.cli import COMMANDS, build_parser, main
 from tracker.face_model import FaceModel
 
 from cli_helpers import FACETRACK, assert_one_line_error, facetrack, facetrack_ok
-from stream_helpers import decoded, mpegts, sound, video_end
+from stream_helpers import decoded, mpegts, sound, video_end, write_video
 
 
 def test_record_of_a_video(footage_dir: Path, tmp_path: Path) -> None:
@@ -144,6 +144,24 @@ def test_a_bad_section_is_one_line(footage_dir: Path, tmp_path: Path, source: st
                        "--record", str(tmp_path / "r.jsonl"), *flags)
     assert_one_line_error(result, *words)
     assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_a_large_video_tracked_at_a_smaller_size(footage_dir: Path, tmp_path: Path) -> None:
+    """--max-size 640 on a clip at twice the footage's size: records and the annotated video
+    at 640x360, the intrinsics those of that size, the face found in every frame."""
+    large = tmp_path / "large.mp4"
+    write_video(large, [cv2.resize(image, (1280, 720))
+                        for image in decoded(footage_dir / "single_face.mp4", 30)])
+    record, output = tmp_path / "faces.jsonl", tmp_path / "out.mp4"
+    facetrack_ok("run", "--source", str(large), "--max-size", "640", "--quiet",
+                 "--record", str(record), "--output", str(output))
+    header, frames = read_records(record)
+    assert header["image_size"] == [640, 360] and header["intrinsics"]["cx"] == 320
+    assert all(frame["faces"][0]["status"] == "tracking" for frame in frames)
+    assert {image.shape for image in decoded(output)} == {(360, 640, 3)}
+    result = facetrack("run", "--source", str(large), "--max-size", "640", "--focal", "900",
+                       "--record", str(record))
+    assert_one_line_error(result, "--focal", "--max-size")
 
 
 def test_annotated_output_video(footage_dir: Path, tmp_path: Path) -> None:

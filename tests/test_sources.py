@@ -254,6 +254,24 @@ def test_a_camera_that_does_not_come_back_ends_with_a_warning(footage_dir: Path,
                                "it did not come back within 1 s"]
 
 
+def test_frames_over_the_max_size_are_scaled_down(footage_dir: Path, tmp_path: Path) -> None:
+    """A clip at twice the footage's size, read with max_size 640, is the footage again (to
+    within what two scalings blur); a photo and a camera are scaled the same way."""
+    originals = decoded(footage_dir / "single_face.mp4", 10)
+    write_video(tmp_path / "large.mp4", [cv2.resize(image, (1280, 720)) for image in originals],
+                options={"crf": "12"})
+    frames, _, _ = read_all(str(tmp_path / "large.mp4"), max_size=640)
+    assert [frame.size for frame in frames] == [(640, 360)] * 10
+    assert np.mean([np.abs(frame.image.astype(int) - image).mean()
+                    for frame, image in zip(frames, originals, strict=True)]) < 3.0
+    (photo,), _, _ = read_all(str(footage_dir / "multi_face.jpg"), max_size=500)
+    assert photo.size == (500, 334)
+    (same,), _, _ = read_all(str(footage_dir / "multi_face.jpg"), max_size=1000)
+    assert same.size == (1000, 667)
+    with CameraSource(str(tmp_path / "large.mp4"), max_size=640) as camera:
+        assert camera.size == (640, 360) and next(iter(camera)).size == (640, 360)
+
+
 def test_list_cameras_returns_lines_quickly() -> None:
     started = time.monotonic()
     cameras = list_cameras()

@@ -102,6 +102,10 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
                         "frames, times and the annotated video then count from there")
     p.add_argument("--end", type=seconds, metavar="TIME",
                    help="stop at this time of the video file (its own clock, as --start)")
+    p.add_argument("--max-size", type=positive(int), metavar="PIXELS",
+                   help="scale frames whose longer side is over PIXELS down to it as they are "
+                        "read (a 4K phone video at 1280: the same faces for less time a frame); "
+                        "records and --output are at that size")
     p.add_argument("--realtime", action="store_true",
                    help="pace a file at its own frame rate instead of as fast as possible")
     p.add_argument("--reconnect", type=in_range(float, 0, 86400), default=30.0,
@@ -200,6 +204,9 @@ class RunStats:
 def run(args: argparse.Namespace) -> int:
     if args.end is not None and args.end <= args.start:
         raise FacetrackError(f"--end {args.end:g} s is not after --start {args.start:g} s")
+    if args.max_size and args.focal:
+        raise FacetrackError("--focal is in the source's pixels, which --max-size scales: give "
+                             "a camera file (--camera, scaled with the frames) or leave one out")
     videos = video_batch(args.source)
     if videos:
         _check_batch(args, videos)
@@ -301,7 +308,8 @@ def _run_one(args: argparse.Namespace, models: Models) -> int:
                     "--output": args.output, "--record": args.record})
     smoother = _smoother(args)
     source = open_source(args.source, realtime=args.realtime, reconnect=args.reconnect,
-                         start=args.start, end=args.end, capture=args.capture)
+                         start=args.start, end=args.end, capture=args.capture,
+                         max_size=args.max_size)
     stats = RunStats()
     interrupted = False
     header_size = None  # of the frame the record's header describes
