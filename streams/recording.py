@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -16,16 +17,21 @@ import orjson
 from streams.errors import SinkError
 from tracker.arguments import check_writable
 
+STDOUT = "-"  # the record's name for standard output, to pipe it into another program
+
 
 class Recorder:
     """Appends JSON objects to a file, one per line; the path is checked when made and the
-    file opened at the first line."""
+    file opened at the first line. "-" writes to standard output, flushed line by line."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.lines = 0
-        check_writable(path)  # as given: "records/" names a folder, Path("records/") does not
         self._file: BinaryIO | None = None
+        if str(path) == STDOUT:
+            self._file = sys.stdout.buffer
+        else:
+            check_writable(path)  # as given: "records/" names a folder, Path("records/") not
 
     def write(self, record: dict) -> None:
         """Write one record; numpy arrays in it are written as nested lists."""
@@ -46,7 +52,7 @@ class Recorder:
     dropped = 0
 
     def close(self) -> None:
-        if self._file is None:
+        if self._file is None or self._file is sys.stdout.buffer:
             return
         try:
             self._file.close()  # flushes: a full disk may only tell here

@@ -75,6 +75,24 @@ def test_clips_joined_with_their_clocks_restarting_and_another_size(footage_dir:
     assert abs(sound(output)[2] - video_end(output)) < 0.05
 
 
+def test_a_record_to_standard_output(footage_dir: Path, tmp_path: Path) -> None:
+    """--record -: the record's lines on standard output, nothing else there, to pipe into
+    another program; a batch's records one after the other, each with its header."""
+    video = footage_dir / "single_face.mp4"
+    facetrack_ok("run", "--source", str(video), "--quiet", "--record", str(tmp_path / "f.jsonl"))
+    piped = facetrack_ok("run", "--source", str(video), "--record", "-").stdout
+    assert piped == (tmp_path / "f.jsonl").read_text()
+    takes = tmp_path / "takes"
+    takes.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        shutil.copy(video, takes / name)
+    lines = [json.loads(line) for line in
+             facetrack_ok("run", "--source", str(takes), "--record", "-").stdout.splitlines()]
+    assert [line["source"] for line in lines if line.get("type") == "header"] == [
+        str(takes / "a.mp4"), str(takes / "b.mp4")]
+    assert len(lines) == 2 * 73 and not (Path.cwd() / "-").exists()
+
+
 def test_a_gzip_record(footage_dir: Path, tmp_path: Path) -> None:
     """--record NAME.jsonl.gz: the same lines, compressed; export and replay read it."""
     plain, packed = tmp_path / "faces.jsonl", tmp_path / "faces.jsonl.gz"

@@ -19,6 +19,7 @@ from streams.audio import open_audio
 from streams.errors import FacetrackError, SinkError, SourceError
 from streams.frame import Frame
 from streams.image_writer import ImageWriter, PhotoWriter, is_image_name
+from streams.recording import STDOUT
 from streams.sinks import Sinks, add_sink_arguments, open_sinks
 from streams.sources import (
     IMAGE_SUFFIXES,
@@ -78,7 +79,9 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
                         "folder or glob of videos runs each in turn, --record and --output "
                         "then naming folders")
     add_capture_argument(p)
-    p.add_argument("--record", metavar="FILE.jsonl", help="write one JSON line per frame")
+    p.add_argument("--record", metavar="FILE.jsonl",
+                   help="write one JSON line per frame (FILE.jsonl.gz: compressed; -: to "
+                        "standard output)")
     p.add_argument("--record-landmarks", action="store_true",
                    help="include the 478 landmarks of each face in the record")
     p.add_argument("--output", metavar="FILE.mp4",
@@ -242,7 +245,8 @@ def _run_batch(args: argparse.Namespace, videos: list[Path], models: Models) -> 
     video are named after it, in the folders --record and --output name. A video that cannot
     be opened or decoded is a warning and the batch goes on; Ctrl-C stops the batch."""
     count = _count(videos)
-    records = _batch_folder(args.record, "--record", count)
+    # "-": every video's record, header first, one after the other on standard output
+    records = None if args.record == STDOUT else _batch_folder(args.record, "--record", count)
     outputs = _batch_folder(args.output, "--output", count)
     status, unread = 0, 0
     for number, video in enumerate(videos, 1):
@@ -268,7 +272,8 @@ def _named_after(args: argparse.Namespace, video: Path, records: Path | None,
     """ARGS for VIDEO alone, its record and annotated video named after it in the folders
     RECORDS and OUTPUTS (None: not asked for)."""
     return argparse.Namespace(**{**vars(args), "source": str(video),
-                                 "record": records and str(records / f"{video.stem}.jsonl"),
+                                 "record": (str(records / f"{video.stem}.jsonl") if records
+                                            else args.record if args.record == STDOUT else None),
                                  "output": outputs and str(outputs / f"{video.stem}.mp4")})
 
 
