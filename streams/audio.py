@@ -29,7 +29,11 @@ class AudioCopy:
     def __init__(self, path: str | Path, origin: float) -> None:
         self.path = Path(path)
         self._input = av.open(str(self.path))
-        self._track = self._input.streams.audio[0]
+        try:
+            self._track = self._input.streams.audio[0]
+        except IndexError:  # no audio track: nothing to hold open
+            self._input.close()
+            raise
         self._offset = round(origin / self._track.time_base)  # in the track's time base
         self._output: av.container.OutputContainer | None = None
         self._stream: av.audio.stream.AudioStream | None = None
@@ -105,8 +109,8 @@ def open_audio(source: Source) -> AudioCopy | None:
         return None
     try:
         return AudioCopy(source.name, source.origin)
-    except IndexError:
-        return None  # no audio track
+    except IndexError:  # no audio track
+        return None
     except av.FFmpegError as error:
         log.warning("%s: its audio is left out: %s", source.name, error)
         return None

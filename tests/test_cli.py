@@ -177,6 +177,7 @@ def test_a_large_video_tracked_at_a_smaller_size(footage_dir: Path, tmp_path: Pa
     assert header["image_size"] == [640, 360] and header["intrinsics"]["cx"] == 320
     assert all(frame["faces"][0]["status"] == "tracking" for frame in frames)
     assert {image.shape for image in decoded(output)} == {(360, 640, 3)}
+    assert sound(output) is None  # a source without sound: a video without it
     result = facetrack("run", "--source", str(large), "--max-size", "640", "--focal", "900",
                        "--record", str(record))
     assert_one_line_error(result, "--focal", "--max-size")
