@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from streams.errors import SinkError
-from tracker.arguments import check_writable
+from tracker.arguments import check_writable, make_folder
 
 NUMBER = re.compile(r"%0?\d*d")  # printf's integer, as in FFmpeg's image sequences: out_%04d.png
 
@@ -98,10 +98,7 @@ class PhotoWriter(_Images):
         if any(photo.resolve().parent == self.folder.resolve() for photo in photos):
             raise SinkError(f"cannot write photos into {folder}: the photos are there, and "
                             "would be written over; name another folder")
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise SinkError(f"cannot make folder {folder}: {error.strerror}") from None
+        make_folder(self.folder)
         check_writable(self.folder / photos[0].name)
 
     def write(self, image: np.ndarray, time: float) -> None:

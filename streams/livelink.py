@@ -24,14 +24,11 @@ DEFAULT_PORT = 11111  # where Unreal's Live Link Face source listens
 PACKET_VERSION = 6
 
 
-def livelink_packet(record: dict, subject: str, device: str, start: float = 0.0) -> bytes | None:
-    """The datagram of one frame record, None without a tracked face (Unreal then holds the
-    last pose). Frames are counted at `TIMECODE_FPS` from START, as in the CSV."""
-    face = tracked_face(record)
-    if face is None:
-        return None
+def livelink_packet(face: dict, seconds: float, subject: str, device: str) -> bytes:
+    """The datagram of a record's FACE, SECONDS after the first frame sent; frames are counted
+    at `TIMECODE_FPS`, as in the CSV."""
     values = llf_values(face)
-    subframe, frame = math.modf(max(float(record["time"]) - start, 0.0) * TIMECODE_FPS)
+    subframe, frame = math.modf(max(seconds, 0.0) * TIMECODE_FPS)
     return b"".join([
         struct.pack("!B", PACKET_VERSION), _string(device), _string(subject),
         struct.pack("!ifii", int(frame), subframe, TIMECODE_FPS, 1),
@@ -58,8 +55,11 @@ class LiveLinkSender(UDPSender):
         self._start: float | None = None
 
     def send_frame(self, record: dict) -> None:
-        if self._start is None and tracked_face(record) is not None:
+        """A frame without a tracked face sends nothing: Unreal holds the last pose."""
+        face = tracked_face(record)
+        if face is None:
+            return
+        if self._start is None:
             self._start = float(record["time"])
-        packet = livelink_packet(record, self.subject, self.device, self._start or 0.0)
-        if packet is not None:
-            self.send(packet)
+        self.send(livelink_packet(face, float(record["time"]) - self._start, self.subject,
+                                  self.device))

@@ -173,7 +173,7 @@ class VideoSource(Source):
         if start:
             self._seek(start)
         try:
-            self._first = self._frame(next(self._decoded), 0)
+            self._first = self._frame(*next(self._decoded), 0)
         except (StopIteration, av.FFmpegError) as error:
             self._container.close()
             reason = (self._reason(error) if isinstance(error, av.FFmpegError)
@@ -193,7 +193,7 @@ class VideoSource(Source):
         self._container = container
         # Frame threading holds back a frame per thread: fine for files, latency for live.
         self._stream.thread_type = "SLICE" if live else "AUTO"
-        self._decoded = self._section(container.decode(self._stream))
+        self._decoded = self._timed(container.decode(self._stream))
 
     def _seek(self, start: float) -> None:
         """Go to the keyframe at or before START; `_section` drops the frames before it."""
@@ -205,24 +205,28 @@ class VideoSource(Source):
             raise SourceError(f"cannot go to {start:g} s of {self.name}: "
                               f"{_ffmpeg_message(error)}") from None
 
-    def _section(self, decoded: Iterator[av.VideoFrame]) -> Iterator[av.VideoFrame]:
-        """The frames of DECODED from --start up to --end (all of them by default)."""
-        if not (self._start or self._end is not None):
-            yield from decoded
-            return
+    @property
+    def _sectioned(self) -> bool:
+        """Whether --start or --end reads only part of the file."""
+        return bool(self._start) or self._end is not None
+
+    def _timed(self, decoded: Iterator[av.VideoFrame]
+               ) -> Iterator[tuple[av.VideoFrame, float | None]]:
+        """Each frame of DECODED with its time on the file's clock (None without a pts); of a
+        section, only the frames from --start up to --end."""
         first = self._stream.start_time or 0
         for frame in decoded:
-            if frame.pts is not None:
-                at = float((frame.pts - first) * self._stream.time_base)
+            at = None if frame.pts is None else float((frame.pts - first) * self._stream.time_base)
+            if self._sectioned and at is not None:
                 if at < self._start - 1e-6:
                     continue
                 if self._end is not None and at >= self._end - 1e-6:
                     return
-            yield frame
+            yield frame, at
 
     def _section_length(self, rate: Fraction | None) -> int | None:
         """How many frames the file shows, or about how many its section holds."""
-        if not (self._start or self._end is not None):
+        if not self._sectioned:
             return _frame_count(self._stream)
         if not (rate and self._stream.duration):
             return None
@@ -236,8 +240,8 @@ class VideoSource(Source):
         while True:
             lost = None
             try:
-                for decoded in self._decoded:
-                    yield self._frame(decoded, index)
+                for decoded, at in self._decoded:
+                    yield self._frame(decoded, at, index)
                     index += 1
                     self._lost_at = None
             except av.FFmpegError as error:
@@ -254,7 +258,7 @@ class VideoSource(Source):
             log.warning("%s: reconnected", self.name)
         if lost:
             self.warnings.append(f"decoding stopped at frame {index}: {lost}")
-        elif self.length and index < self.length and self._end is None and not self._start:
+        elif self.length and index < self.length and not self._sectioned:
             self.warnings.append(
                 f"decoding stopped at frame {index} of {self.length}: the file ends early"
             )
@@ -273,17 +277,16 @@ class VideoSource(Source):
         self._attach(container, self.name, live=True)
         return True
 
-    def _frame(self, decoded: av.VideoFrame, index: int) -> Frame:
-        """The frame with its time, and its image as a player shows it: turned upright by the
-        container's display rotation (phone videos are stored sideways)."""
+    def _frame(self, decoded: av.VideoFrame, at: float | None, index: int) -> Frame:
+        """The frame with its time (AT on the file's clock, from `_timed`), and its image as a
+        player shows it: turned upright by the container's display rotation (phone videos are
+        stored sideways)."""
         if self.live:
             captured = time.monotonic()
-        elif decoded.pts is None:
+        elif at is None:
             captured = index / self.fps if self.fps else float(index)
         else:
-            start = self._stream.start_time or 0
-            captured = self._onward(float((decoded.pts - start) * self._stream.time_base)
-                                    - self._start, index)
+            captured = self._onward(at - self._start, index)
         size = _within(decoded.width, decoded.height, self._max_size)
         # Scaled as it is converted, by FFmpeg: a 4K frame in 10 ms where converting it whole
         # takes 15 and shrinking that 4 more.

@@ -57,6 +57,16 @@ def names_folder(name: str | Path) -> bool:
     return str(name).endswith(("/", os.sep)) or Path(name).is_dir()
 
 
+def make_folder(name: str | Path) -> Path:
+    """The folder NAME, made with its parents if missing; a one-line error when it cannot be."""
+    folder = Path(name)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SinkError(f"cannot make folder {name}: {error.strerror}") from None
+    return folder
+
+
 def check_writable(path: str | Path) -> None:
     """A one-line error unless a file can be made at PATH, tried for real in its folder: file
     permissions do not bind root, and a special folder such as /proc refuses new files. An

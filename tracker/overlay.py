@@ -7,6 +7,8 @@ face); here the points are one numpy scatter and all contours one ``cv2.polyline
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import cv2
 import numpy as np
 from mediapipe.python.solutions import face_mesh
@@ -33,20 +35,26 @@ def _edges(connections: frozenset[tuple[int, int]]) -> np.ndarray:
 LAYERS = ("landmarks", "axes", "ids", "status")
 
 
+def layers(names: Iterable[str]) -> frozenset[str]:
+    """NAMES as a set of `LAYERS`; a ValueError names any other."""
+    chosen = frozenset(names)
+    unknown = sorted(chosen - set(LAYERS))
+    if unknown:
+        raise ValueError(f"no overlay layer {', '.join(unknown)}: the layers are "
+                         f"{', '.join(LAYERS)}")
+    return chosen
+
+
 class Overlay:
     """Draws what the tracker saw onto RGB frames: each face's landmarks and contours, its
     fitted head's axes (and with a renderer its shaded mesh) and track id, and a status line;
     HIDE names the `LAYERS` left out (a clean demo video: the mesh alone)."""
 
     def __init__(self, point_size: int = 2, mesh: Renderer | None = None,
-                 hide: frozenset[str] = frozenset()) -> None:
-        unknown = set(hide) - set(LAYERS)
-        if unknown:
-            raise ValueError(f"no overlay layer {', '.join(sorted(unknown))}: the layers are "
-                             f"{', '.join(LAYERS)}")
+                 hide: Iterable[str] = ()) -> None:
         self.point_size = point_size
         self.mesh = mesh  # draws each fitted face's shaded mesh when given
-        self.hide = frozenset(hide)
+        self.hide = layers(hide)
         self._contours = _edges(face_mesh.FACEMESH_CONTOURS)
         self._irises = _edges(face_mesh.FACEMESH_IRISES)
         self._dot = np.stack(np.meshgrid(np.arange(point_size), np.arange(point_size)),

@@ -16,7 +16,7 @@ from calibrate.intrinsics import Intrinsics
 from engines.select import KINDS
 from engines.tensorrt_engine import PRECISIONS
 from streams.audio import open_audio
-from streams.errors import FacetrackError, SinkError, SourceError
+from streams.errors import FacetrackError, SourceError
 from streams.frame import Frame
 from streams.image_writer import ImageWriter, PhotoWriter, is_image_name
 from streams.recording import STDOUT
@@ -31,10 +31,17 @@ from streams.sources import (
 )
 from streams.video_writer import VideoWriter
 from streams.window import Window, display_available
-from tracker.arguments import check_distinct, in_range, names_folder, positive, seconds
+from tracker.arguments import (
+    check_distinct,
+    in_range,
+    make_folder,
+    names_folder,
+    positive,
+    seconds,
+)
 from tracker.cli import stop_signals_as_interrupt, warn
 from tracker.landmarks import DETECTORS
-from tracker.overlay import LAYERS, Overlay
+from tracker.overlay import LAYERS, Overlay, layers
 from tracker.pipeline import FaceTracker, frames_ahead
 from tracker.records import frame_record, header
 from tracker.refine import DEFAULT_STEPS
@@ -159,13 +166,15 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _layers(text: str) -> frozenset[str]:
-    """A comma-separated list of overlay `LAYERS`, for argparse."""
-    layers = frozenset(filter(None, text.split(",")))
-    unknown = sorted(layers - set(LAYERS))
-    if unknown or not layers:
-        raise argparse.ArgumentTypeError(f"no layer {','.join(unknown) or text!r}: choose from "
+    """A comma-separated list of overlay `LAYERS`, for argparse (`tracker.overlay.layers`)."""
+    try:
+        chosen = layers(filter(None, text.split(",")))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if not chosen:
+        raise argparse.ArgumentTypeError(f"no layer in {text!r}: the layers are "
                                          f"{', '.join(LAYERS)}")
-    return layers
+    return chosen
 
 
 class RunStats:
@@ -270,11 +279,11 @@ def _run_batch(args: argparse.Namespace, videos: list[Path], models: Models) -> 
 def _named_after(args: argparse.Namespace, video: Path, records: Path | None,
                  outputs: Path | None) -> argparse.Namespace:
     """ARGS for VIDEO alone, its record and annotated video named after it in the folders
-    RECORDS and OUTPUTS (None: not asked for)."""
-    return argparse.Namespace(**{**vars(args), "source": str(video),
-                                 "record": (str(records / f"{video.stem}.jsonl") if records
-                                            else args.record if args.record == STDOUT else None),
-                                 "output": outputs and str(outputs / f"{video.stem}.mp4")})
+    RECORDS and OUTPUTS; without a folder, the option as it is (none, a file, "-")."""
+    return argparse.Namespace(**{
+        **vars(args), "source": str(video),
+        "record": str(records / f"{video.stem}.jsonl") if records else args.record,
+        "output": str(outputs / f"{video.stem}.mp4") if outputs else args.output})
 
 
 def _named_in_folders(args: argparse.Namespace) -> argparse.Namespace:
@@ -285,12 +294,7 @@ def _named_in_folders(args: argparse.Namespace) -> argparse.Namespace:
         return args
     folders = [_batch_folder(name, option, "1 video") if name and names_folder(name) else None
                for name, option in ((args.record, "--record"), (args.output, "--output"))]
-    if folders == [None, None]:
-        return args
-    named = _named_after(args, video, *folders)
-    named.record = named.record or args.record
-    named.output = named.output or args.output
-    return named
+    return args if folders == [None, None] else _named_after(args, video, *folders)
 
 
 def _batch_folder(name: str | None, option: str, count: str) -> Path | None:
@@ -301,11 +305,7 @@ def _batch_folder(name: str | None, option: str, count: str) -> Path | None:
     if folder.suffix and not folder.is_dir():
         raise FacetrackError(f"{option} {name}: {count} write one file each into a folder; name "
                              f"one, as in {option} {folder.with_suffix('')}/")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise SinkError(f"cannot make folder {name}: {error.strerror}") from None
-    return folder
+    return make_folder(name)
 
 
 def _run_one(args: argparse.Namespace, models: Models) -> int:
