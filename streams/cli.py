@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import os
 import shutil
 import sys
 import time
@@ -23,7 +22,7 @@ from streams.publisher import (
     DEFAULT_ENDPOINT,
     SERVER_SECRET,
 )
-from streams.recording import read_records
+from streams.recording import read_records, to_devnull
 from streams.sinks import Sinks, add_sink_arguments, open_sinks
 from streams.subscriber import FaceMessage, Message, MetaMessage, Subscriber
 from tracker.cli import stop_signals_as_interrupt, warn
@@ -89,7 +88,7 @@ def _listen(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             status = 130
         except BrokenPipeError:  # the reader went away (`facetrack listen | head`): done
-            os.dup2(os.open(os.devnull, os.O_WRONLY), output.fileno())  # no flush error at exit
+            to_devnull(output)
         except OSError as error:  # a full disk
             raise SinkError(f"cannot write {args.csv or 'standard output'}: "
                             f"{error.strerror}") from None

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import functools
 import gzip
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 import orjson
 
@@ -18,6 +19,17 @@ from streams.errors import SinkError
 from tracker.arguments import check_writable
 
 STDOUT = "-"  # the record's name for standard output, to pipe it into another program
+
+
+class ReaderGone(Exception):
+    """Standard output's reader went away (`facetrack run --record - | head`): the run ends
+    there, quietly, as a program does in a pipeline whose reader has had enough."""
+
+
+def to_devnull(file: IO) -> None:
+    """FILE, a pipe whose reader went away, made to discard what is still written to it: no
+    second error when it is flushed at exit."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), file.fileno())
 
 
 class Recorder:
@@ -42,6 +54,9 @@ class Recorder:
             self._file.write(line)
             self._file.flush()
         except OSError as error:
+            if isinstance(error, BrokenPipeError) and self._file is sys.stdout.buffer:
+                to_devnull(sys.stdout)
+                raise ReaderGone from None
             raise SinkError(f"cannot write record {self.path}: {error.strerror}") from None
         self.lines += 1
 

@@ -93,6 +93,26 @@ def test_a_record_to_standard_output(footage_dir: Path, tmp_path: Path) -> None:
     assert all(line["faces"][0]["status"] == "tracking" for line in lines[1:73])
 
 
+def test_a_record_reader_that_stops_ends_the_run_quietly(footage_dir: Path,
+                                                        tmp_path: Path) -> None:
+    """`--record - | head`: when the reader has had enough the run ends there, with no error
+    and exit status 0, its other outputs whole; a batch stops there too."""
+    takes, out = tmp_path / "takes", tmp_path / "annotated"
+    takes.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        shutil.copy(footage_dir / "single_face.mp4", takes / name)
+    process = subprocess.Popen([FACETRACK, "run", "--source", str(takes), "--record", "-",
+                                "--output", f"{out}/", "--quiet"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = [json.loads(process.stdout.readline()) for _ in range(6)]  # header, 5 frames
+    process.stdout.close()
+    assert process.wait(timeout=120) == 0
+    assert process.stderr.read() == ""
+    assert lines[0]["type"] == "header" and lines[5]["frame"] == 4
+    assert 5 <= len(decoded(out / "a.mp4")) < 72  # those written before the reader left
+    assert not (out / "b.mp4").exists()
+
+
 def test_a_gzip_record(footage_dir: Path, tmp_path: Path) -> None:
     """--record NAME.jsonl.gz: the same lines, compressed; export and replay read it."""
     plain, packed = tmp_path / "faces.jsonl", tmp_path / "faces.jsonl.gz"

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 from streams.errors import FacetrackError
+from streams.recording import ReaderGone
 from tracker.native_log import filter_native_stderr
 
 
@@ -116,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except ReaderGone:  # every output was closed whole on the way out
+        return 0
 
 
 if __name__ == "__main__":
