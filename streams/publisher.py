@@ -230,8 +230,11 @@ def meta_message(header: dict, stream: str) -> dict:
 def endpoint_problem(endpoint: str, binding: bool) -> str | None:
     """Why ZeroMQ would take a tcp:// ENDPOINT and then never be reached there, or None: a
     port past 65535 (it silently wraps round to another), no port, or, to connect, a host
-    name that does not resolve (ZeroMQ would retry it in silence for ever)."""
-    transport, _, address = endpoint.partition("://")
+    name that does not resolve (ZeroMQ would retry it in silence for ever); or no transport
+    at all (``5570``, ``localhost:5570``), which ZeroMQ calls only an invalid argument."""
+    transport, scheme, address = endpoint.partition("://")
+    if not scheme:
+        return "a ZeroMQ endpoint names its transport, as in " + DEFAULT_ENDPOINT
     if transport != "tcp":
         return None  # ipc:// and the rest: ZeroMQ's own error says it
     host, _, port = address.rpartition(":")

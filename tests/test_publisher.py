@@ -308,11 +308,15 @@ def test_bad_inputs_are_one_line_errors(footage_dir: Path, tmp_path: Path) -> No
     ("listen", "tcp://127.0.0.1:99999", ["port from 1 to 65535"]),
     ("listen", "tcp://127.0.0.1:*", ["port from 1 to 65535"]),
     ("listen", "tcp://no-such-host.invalid:5570", ["no host no-such-host.invalid"]),
+    ("run", "5570", ["names its transport", "tcp://127.0.0.1:5570"]),
+    ("listen", "localhost:5570", ["names its transport", "tcp://127.0.0.1:5570"]),
 ])
 def test_endpoints_zeromq_takes_but_never_reaches_are_refused(
         footage_dir: Path, command: str, endpoint: str, words: list[str]) -> None:
     """ZeroMQ accepts these and then waits in silence for ever (a listen) or publishes where
-    nobody looks (a run): the user is told at once instead."""
+    nobody looks (a run): the user is told at once instead. An endpoint without its transport
+    (as --vmc's HOST:PORT) is told how one is written, not that it is an invalid argument or
+    can be reached from other machines."""
     args = (["run", "--source", str(footage_dir / "single_face.jpg"), "--publish", endpoint]
             if command == "run" else ["listen", endpoint])
     result = subprocess.run([FACETRACK, *args], capture_output=True, text=True, timeout=60)
