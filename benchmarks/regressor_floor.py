@@ -40,7 +40,7 @@ from onnx import helper, numpy_helper  # noqa: E402
 from calibrate.intrinsics import Intrinsics  # noqa: E402
 from engines.network import RegressorNet, TwoReadings  # noqa: E402
 from engines.onnxruntime_engine import session_options  # noqa: E402
-from engines.train import export, half_weights  # noqa: E402
+from engines.train import OPSET, export, half_weights  # noqa: E402
 from tracker.landmarks import FaceMesh  # noqa: E402
 from tracker.native_log import filter_native_stderr  # noqa: E402
 from tracker.regressor import DEFAULT_MODEL, model_inputs  # noqa: E402
@@ -67,7 +67,7 @@ def committed_net() -> RegressorNet:
 def network_alone(net: RegressorNet, path: Path) -> Path:
     """NET without the geometry: positions (N, L, 2) and shading (N, L) in."""
     torch.onnx.export(TwoReadings(net), (torch.zeros(2, 478, 2), torch.zeros(2, 478)),
-                      str(path), input_names=["positions", "shading"], opset_version=18,
+                      str(path), input_names=["positions", "shading"], opset_version=OPSET,
                       dynamic_axes={"positions": {0: "faces"}, "shading": {0: "faces"}},
                       dynamo=False)
     onnx.save(half_weights(onnx.load(str(path))), str(path))
@@ -80,7 +80,7 @@ def one_node(path: Path) -> Path:
     out = helper.make_tensor_value_info("out", onnx.TensorProto.FLOAT, ["faces", 478, 3])
     graph = helper.make_graph([helper.make_node("Identity", ["landmarks"], ["out"])],
                               "identity", [tensor], [out])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), str(path))
     return path
 
 
@@ -107,7 +107,8 @@ def parameters(path: Path) -> int:
 
 
 def feed(session: ort.InferenceSession, inputs: np.ndarray) -> dict[str, np.ndarray]:
-    """The model input (N, L, 3), or its positions and shading for a network alone."""
+    """The model input (N, L, 3), or for a network alone its rays and shading, standing in
+    for the normalised positions it would be given (the same arithmetic)."""
     if len(session.get_inputs()) == 1:
         return {"landmarks": inputs}
     return {"positions": np.ascontiguousarray(inputs[..., :2]),
