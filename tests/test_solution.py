@@ -60,3 +60,26 @@ def test_photos_from_python(footage_dir: Path) -> None:
 def test_a_bad_image_is_named(image: object, words: str) -> None:
     with Facetrack(refine=0) as facetrack, pytest.raises(ValueError, match=re.escape(words)):
         facetrack.process(image)
+
+
+def test_a_bad_image_or_time_leaves_the_tracker_working(footage_dir: Path) -> None:
+    """An empty image (which breaks MediaPipe's graph for good), a time that is not a number
+    (which poisons the smoother) or one that goes back are refused, each before it reaches the
+    tracker: the next good frame is tracked as if they had not been given."""
+    with av.open(str(footage_dir / "single_face.mp4")) as container:
+        images = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)][:3]
+    with Facetrack(refine=0) as facetrack:
+        first = facetrack.process(images[0], 0.0)
+        for image, seconds, words in [(np.zeros((0, 0, 3), np.uint8), 0.04, "uint8 (0, 0, 3)"),
+                                      (images[1], float("nan"), "not nan"),
+                                      (images[1], float("inf"), "not inf"),
+                                      (images[1], -1.0, "-1 s after 0 s")]:
+            with pytest.raises(ValueError, match=re.escape(words)):
+                facetrack.process(image, seconds)
+        after = [facetrack.process(image, seconds)
+                 for image, seconds in zip(images[1:], (0.04, 0.08), strict=True)]
+    with Facetrack(refine=0) as facetrack:
+        clean = [facetrack.process(image, seconds)
+                 for image, seconds in zip(images, (0.0, 0.04, 0.08), strict=True)]
+    assert as_recorded([first, *after]) == as_recorded(clean)
+    assert all(faces and faces[0]["status"] == "tracking" for faces in clean)

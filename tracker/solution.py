@@ -15,6 +15,7 @@ a whole batch of videos.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -97,20 +98,27 @@ class Facetrack:
             raise
         self.landmarks = landmarks
         self._index = 0
+        self._last = -math.inf  # the last image's time
 
     def process(self, image: np.ndarray, seconds: float | None = None) -> list[dict]:
         """The faces of IMAGE (RGB uint8, height x width x 3) captured at SECONDS (a video's
         frame time; default: now, by the monotonic clock, as for a camera). Times must go
-        forward: smoothing runs on the time between images."""
+        forward: smoothing runs on the time between images. A bad image or time is refused
+        before it reaches the tracker, which goes on as if it had not been given."""
         if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
-                and image.shape[2] == 3):
+                and image.shape[2] == 3 and image.size):  # an empty one breaks MediaPipe's graph
             described = (f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray)
                          else type(image).__name__)
             raise ValueError(f"an image is an RGB uint8 array of height x width x 3, not "
                              f"{described}")
-        frame = Frame("python", self._index, time.monotonic() if seconds is None else seconds,
-                      image)
+        at = time.monotonic() if seconds is None else seconds
+        if not math.isfinite(at):
+            raise ValueError(f"a capture time is a finite number of seconds, not {at}")
+        if not self.tracker.stills and at < self._last:  # refused before it reaches the tracker
+            raise ValueError(f"times must go forward: {at:g} s after {self._last:g} s")
+        frame = Frame("python", self._index, at, image)
         self._index += 1
+        self._last = at
         return frame_record(frame, self.tracker.process(frame),
                             landmarks=self.landmarks)["faces"]
 
