@@ -83,3 +83,19 @@ def test_a_bad_image_or_time_leaves_the_tracker_working(footage_dir: Path) -> No
                  for image, seconds in zip(images, (0.0, 0.04, 0.08), strict=True)]
     assert as_recorded([first, *after]) == as_recorded(clean)
     assert all(faces and faces[0]["status"] == "tracking" for faces in clean)
+
+
+@pytest.mark.parametrize(("options", "words"), [
+    ({"max_faces": 0}, "max_faces must be positive, got 0"),
+    ({"max_faces": 2.5}, "max_faces must be int, got 2.5"),
+    ({"focal": -800.0}, "focal must be positive, got -800.0"),
+    ({"focal": float("nan")}, "focal must be positive, got nan"),
+    ({"refine": 11}, "refine must be 0 to 10, got 11"),
+    ({"predict_ms": -5.0}, "predict_ms must be 0 to 1000, got -5.0"),
+])
+def test_bad_options_are_named(options: dict, words: str) -> None:
+    """The rules of `facetrack run`'s options, named as Python's: before, each was taken in
+    silence (no face found with max_faces 0, depths from a negative focal, a state predicted
+    into the past)."""
+    with pytest.raises(ValueError, match=re.escape(words)):
+        Facetrack(**options)

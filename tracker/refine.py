@@ -60,6 +60,7 @@ RESPONSE_SHAPES = ("jawOpen", "mouthSmile")
 ROTATION_PRIOR = 20.0
 DAMPING = 1e-3
 DEFAULT_STEPS = 1  # what `facetrack run` does unless told: most of the gain, 0.9 ms a face
+MAX_STEPS = 10
 
 
 class Refiner:

@@ -44,9 +44,9 @@ from tracker.landmarks import DETECTORS
 from tracker.overlay import LAYERS, Overlay, layers
 from tracker.pipeline import FaceTracker, frames_ahead
 from tracker.records import frame_record, header
-from tracker.refine import DEFAULT_STEPS
+from tracker.refine import DEFAULT_STEPS, MAX_STEPS
 from tracker.regressor import DEFAULT_MODEL
-from tracker.smoothing import Smoother
+from tracker.smoothing import MAX_PREDICT_MS, Smoother
 from tracker.solution import Models
 from tracker.tracks import TRACKING, TrackedFace
 
@@ -135,7 +135,8 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
                         "time; the engine is cached); the other engines run fp32")
     p.add_argument("--regressor", default=str(DEFAULT_MODEL), metavar="FILE.onnx",
                    help="regressor model, with its manifest beside it (default: the built-in)")
-    p.add_argument("--refine", type=in_range(int, 0, 10), default=DEFAULT_STEPS, metavar="STEPS",
+    p.add_argument("--refine", type=in_range(int, 0, MAX_STEPS), default=DEFAULT_STEPS,
+                   metavar="STEPS",
                    help=f"Levenberg-Marquardt steps on pose and expression against the "
                         f"landmarks after the regressor (default {DEFAULT_STEPS}, about 0.9 ms a "
                         "face each; 0: the regressor alone, which needs no face model)")
@@ -157,8 +158,8 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-smooth", action="store_true",
                    help="publish the regressor's raw per-frame output instead of the smoothed "
                         "face states (no velocities or variances)")
-    # beyond a second, a constant-velocity guess means nothing
-    p.add_argument("--predict-ms", type=in_range(float, 0, 1000), default=0.0, metavar="MS",
+    p.add_argument("--predict-ms", type=in_range(float, 0, MAX_PREDICT_MS), default=0.0,
+                   metavar="MS",
                    help="publish the smoothed state predicted MS milliseconds past each frame's "
                         "capture time, to hide latency (default 0)")
     add_sink_arguments(p)

@@ -363,6 +363,9 @@ class FaceFilter:
             translation_variance=chains.variance[_TRANSLATION])
 
 
+MAX_PREDICT_MS = 1000  # beyond a second, a constant-velocity guess means nothing
+
+
 class Smoother:
     """A :class:`FaceFilter` per track id, kept from a track's first measurement to its loss; a
     re-acquired face gets a new track id from TrackIds, hence a fresh filter."""

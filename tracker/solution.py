@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 import sys
 import time
+from argparse import ArgumentTypeError
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,13 +28,14 @@ import numpy as np
 from calibrate.intrinsics import Intrinsics, load_camera
 from calibrate.profile import FaceProfile
 from streams.frame import Frame
+from tracker.arguments import Number, in_range, positive
 from tracker.face_model import FaceModel
 from tracker.pipeline import FaceTracker
 from tracker.records import frame_record
-from tracker.refine import DEFAULT_STEPS, Refiner
+from tracker.refine import DEFAULT_STEPS, MAX_STEPS, Refiner
 from tracker.regressor import DEFAULT_MODEL, Regressor
 from tracker.render import Renderer
-from tracker.smoothing import Smoother
+from tracker.smoothing import MAX_PREDICT_MS, Smoother
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,12 @@ class Facetrack:
                  profile: str | Path | None = None, refine: int = DEFAULT_STEPS,
                  smooth: bool = True, predict_ms: float = 0.0, landmarks: bool = False,
                  engine: str = "auto") -> None:
+        for name, value, rule in (("max_faces", max_faces, positive(int)),
+                                  ("focal", focal, positive(float)),
+                                  ("refine", refine, in_range(int, 0, MAX_STEPS)),
+                                  ("predict_ms", predict_ms, in_range(float, 0, MAX_PREDICT_MS))):
+            if value is not None:
+                _check(name, value, rule)
         self.models = Models.load(camera=camera, profile=profile, refine=refine, engine=engine)
         try:
             self.tracker = FaceTracker(
@@ -131,3 +140,13 @@ class Facetrack:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check(name: str, value: Number, rule: Callable[..., Number]) -> None:
+    """VALUE held to RULE, its `facetrack run` option's (`tracker.arguments`): a ValueError
+    that names NAME, before MediaPipe or a filter takes a bad one in silence."""
+    try:
+        if rule(value) != value:  # int(2.5) is 2
+            raise ArgumentTypeError(f"must be {rule.__name__}, got {value!r}")
+    except (ArgumentTypeError, TypeError, ValueError) as error:
+        raise ValueError(f"{name} {error}") from None
