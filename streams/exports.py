@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from streams.errors import FacetrackError, SinkError
-from streams.recording import read_records, tracked_face
+from streams.recording import STDOUT, output_file, read_records, tracked_face
 from tracker.arguments import check_distinct
 from tracker.cli import warn
 from tracker.expressions import ARKIT_NAMES, to_arkit
@@ -52,9 +52,10 @@ def add_export_command(sub: argparse._SubParsersAction) -> None:
                                    "layout and/or a glTF binary (.glb) of the ICT head animated "
                                    "by it (docs/exports.md).")
     p.add_argument("recording", metavar="FILE.jsonl", help="a recording from 'facetrack run'")
-    p.add_argument("--csv", metavar="OUT.csv", help="Live Link Face CSV")
+    p.add_argument("--csv", metavar="OUT.csv", help="Live Link Face CSV (-: standard output)")
     p.add_argument("--gltf", metavar="OUT.glb", help="glTF binary: head mesh, 53 morph targets, "
-                                                     "the clip as an animation")
+                                                     "the clip as an animation (-: standard "
+                                                     "output)")
     p.add_argument("--track", type=int, metavar="N",
                    help="the track to export (default: the first tracked face of each frame)")
     p.add_argument("--model", metavar="PATH",
@@ -76,14 +77,18 @@ def _export(args: argparse.Namespace) -> int:
                              "expression to export")
     if args.csv:
         write_llf_csv(args.csv, frames)
-        print(f"facetrack: {len(frames)} frames to {args.csv}", file=sys.stderr)
+        print(f"facetrack: {len(frames)} frames to {_named(args.csv)}", file=sys.stderr)
     if args.gltf:
         # pygltflib costs 0.2 s to import: only glTF exports pay for it, not every command.
         from streams.gltf_export import write_glb
 
         write_glb(args.gltf, header, frames, args.model)
-        print(f"facetrack: {len(frames)} frames to {args.gltf}", file=sys.stderr)
+        print(f"facetrack: {len(frames)} frames to {_named(args.gltf)}", file=sys.stderr)
     return warn(warnings)
+
+
+def _named(output: str) -> str:
+    return "standard output" if output == STDOUT else output
 
 
 def timecode(seconds: float) -> str:
@@ -128,7 +133,7 @@ def write_llf_csv(path: str | Path, frames: list[tuple[dict, dict]]) -> None:
     """The frames (record, face) as a Live Link Face CSV; times count from the first frame."""
     start = frames[0][0]["time"]
     try:
-        with open(path, "w", newline="") as file:
+        with output_file(path) as file:
             writer = csv.writer(file)
             writer.writerow(LLF_COLUMNS)
             writer.writerows(llf_row(record["time"] - start, face) for record, face in frames)

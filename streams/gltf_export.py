@@ -18,6 +18,7 @@ import pygltflib as gl
 from scipy.spatial.transform import Rotation
 
 from streams.errors import SinkError
+from streams.recording import output_file
 from tracker.face_model import FaceModel
 
 REGION = "head"  # face, head and neck: what a viewer expects of a head, without eyes and teeth
@@ -133,6 +134,10 @@ def write_glb(path: str | Path, header: dict, frames: list[tuple[dict, dict]],
     """Write the frames (record, face) as a .glb, with the model MODEL (default: installed)."""
     gltf = build_gltf(header, frames, FaceModel.load(model))
     try:
-        gltf.save_binary(str(path))
+        with output_file(path, binary=True) as file:
+            for chunk in gltf.save_to_bytes():
+                view = memoryview(chunk)
+                while view:  # a pipe whose reader left takes part of a write, then refuses
+                    view = view[file.write(view):]
     except OSError as error:
         raise SinkError(f"cannot write {path}: {error.strerror}") from None

@@ -5,11 +5,12 @@ gzip-compressed (a quarter of the size), each line flushed to a point a reader c
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, BinaryIO
 
@@ -30,6 +31,25 @@ def to_devnull(file: IO) -> None:
     """FILE, a pipe whose reader went away, made to discard what is still written to it: no
     second error when it is flushed at exit."""
     os.dup2(os.open(os.devnull, os.O_WRONLY), file.fileno())
+
+
+@contextlib.contextmanager
+def output_file(path: str | Path, binary: bool = False) -> Iterator[IO]:
+    """PATH opened to be written whole (text with the newlines as written), or standard
+    output for "-", to pipe into another program: its reader going away is `ReaderGone`."""
+    try:
+        if str(path) != STDOUT:
+            with open(path, "wb" if binary else "w", newline=None if binary else "") as file:
+                yield file
+            return
+        stream = sys.stdout.buffer if binary else sys.stdout
+        yield stream
+        stream.flush()
+    except BrokenPipeError:
+        if str(path) != STDOUT:
+            raise
+        to_devnull(sys.stdout)
+        raise ReaderGone from None
 
 
 class Recorder:

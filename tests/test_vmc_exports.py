@@ -33,7 +33,7 @@ from tracker.expressions import ARKIT_NAMES, ICT_EXPRESSION_NAMES, to_arkit
 from tracker.pose import angles, rotation
 from tracker.regressor import DEFAULT_MODEL
 
-from cli_helpers import FACETRACK, assert_one_line_error, facetrack
+from cli_helpers import FACETRACK, assert_one_line_error, facetrack, facetrack_ok
 
 # Where .ci/run installs the validator: npm install --prefix .venv/node gltf-validator
 VALIDATOR = Path(__file__).resolve().parents[1] / ".venv" / "node" / "node_modules" / \
@@ -227,6 +227,28 @@ def test_csv_in_live_link_face_layout(recording: Path, tmp_path: Path) -> None:
     start = faces[0][0]["time"]
     assert [row[0] for row in rows[1:]] == [timecode(record["time"] - start)
                                              for record, _ in faces]
+
+
+def test_exports_to_standard_output(recording: Path, installed_model: Path,
+                                    tmp_path: Path) -> None:
+    """--csv - and --gltf -: the very bytes the files get, on standard output, to pipe on; a
+    reader that stops early ends the export quietly (exit 0), as `head` expects."""
+    for option, name in (("--csv", "take.csv"), ("--gltf", "take.glb")):
+        facetrack_ok("export", str(recording), option, str(tmp_path / name),
+                     "--model", str(installed_model))
+        piped = subprocess.run([FACETRACK, "export", str(recording), option, "-", "--model",
+                                str(installed_model)], capture_output=True, timeout=120)
+        assert piped.returncode == 0, piped.stderr
+        assert piped.stdout == (tmp_path / name).read_bytes()
+        assert piped.stderr.decode().endswith("frames to standard output\n")
+    process = subprocess.Popen([FACETRACK, "export", str(recording), "--gltf", "-", "--model",
+                                str(installed_model)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    assert process.stdout.read(4) == b"glTF"
+    process.stdout.close()  # long before the 1 MB head is all written
+    assert process.wait(timeout=120) == 0
+    assert process.stderr.read() == b""
+    assert not (Path.cwd() / "-").exists()
 
 
 def test_a_recording_cut_mid_line_exports_its_whole_frames(recording: Path,
