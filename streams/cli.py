@@ -22,7 +22,7 @@ from streams.publisher import (
     DEFAULT_ENDPOINT,
     SERVER_SECRET,
 )
-from streams.recording import read_records, to_devnull
+from streams.recording import STDOUT, read_records, to_devnull
 from streams.sinks import Sinks, add_sink_arguments, open_sinks
 from streams.subscriber import FaceMessage, Message, MetaMessage, Subscriber
 from tracker.cli import stop_signals_as_interrupt, warn
@@ -40,7 +40,8 @@ def add_listen_command(sub: argparse._SubParsersAction) -> None:
                                    "face message (or write CSV). Ctrl-C ends.")
     p.add_argument("endpoint", nargs="?", default=DEFAULT_ENDPOINT,
                    help=f"publisher endpoint (default {DEFAULT_ENDPOINT})")
-    p.add_argument("--csv", metavar="FILE", help="write rows to FILE instead of printing")
+    p.add_argument("--csv", metavar="FILE",
+                   help="write rows to FILE instead of printing (-: as CSV to standard output)")
     p.add_argument("--stream", metavar="NAME", help="only this stream (default: all)")
     p.add_argument("--curve", metavar="DIR",
                    help="keys from 'facetrack keys' (server.key, client.key_secret)")
@@ -115,6 +116,8 @@ def _messages(subscriber: Subscriber, endpoint: str, stream: str | None) -> Iter
 
 
 def _open_csv(path: str) -> TextIO:
+    if path == STDOUT:
+        return sys.stdout
     try:
         return open(path, "w", newline="")  # noqa: SIM115 (closed by _listen)
     except OSError as error:

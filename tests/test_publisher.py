@@ -372,24 +372,28 @@ def test_listen_says_when_nothing_comes_and_keeps_listening() -> None:
     assert not any("nothing yet" in line for line in rest)  # said once
 
 
-@pytest.mark.parametrize("where", ["a pipe closed by its reader", "a full disk"])
+@pytest.mark.parametrize("where", ["a pipe closed by its reader",
+                                   "a CSV pipe closed by its reader", "a full disk"])
 def test_listen_whose_output_fails_ends_in_one_line(publisher: Publisher, where: str) -> None:
-    """`facetrack listen | head -2`: once the reader has gone, listen ends quietly (exit 0).
-    `--csv` on a full disk (/dev/full): one line that says so."""
-    args = ["--csv", "/dev/full"] if where == "a full disk" else []
+    """`facetrack listen | head -2`, and with `--csv -`: once the reader has gone, listen ends
+    quietly (exit 0). `--csv` on a full disk (/dev/full): one line that says so."""
+    args = {"a full disk": ["--csv", "/dev/full"],
+            "a CSV pipe closed by its reader": ["--csv", "-"]}.get(where, [])
     listen = subprocess.Popen([FACETRACK, "listen", publisher.endpoint, *args],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         with feeding(publisher):  # frames until the end, so nothing listen reads can starve
-            if not args:
-                assert listen.stdout.readline() and listen.stdout.readline()
+            if where != "a full disk":
+                first = listen.stdout.readline()
+                assert first.startswith("frame,time,") == bool(args), first
+                assert listen.stdout.readline()
                 listen.stdout.close()  # as `head -2` does once it has its lines
             listen.wait(timeout=30)
     finally:
         listen.kill()
     stderr = listen.stderr.read()
     assert "Traceback" not in stderr
-    if args:
+    if where == "a full disk":
         assert listen.returncode == 2
         assert_one_line_error(subprocess.CompletedProcess([], 2, "", stderr),
                               "cannot write /dev/full", "No space left")
