@@ -99,3 +99,13 @@ def test_bad_options_are_named(options: dict, words: str) -> None:
     into the past)."""
     with pytest.raises(ValueError, match=re.escape(words)):
         Facetrack(**options)
+
+
+def test_a_closed_facetrack_says_so() -> None:
+    """Closing twice (a `with` and a close of its own) is no error, and an image after it is
+    refused by name, where MediaPipe's graph said '_graph is None in SolutionBase'."""
+    with Facetrack(refine=0) as facetrack:
+        assert facetrack.process(np.zeros((64, 64, 3), np.uint8), 0.0) == []
+    facetrack.close()
+    with pytest.raises(ValueError, match="this Facetrack is closed"):
+        facetrack.process(np.zeros((64, 64, 3), np.uint8), 1.0)

@@ -108,12 +108,15 @@ class Facetrack:
         self.landmarks = landmarks
         self._index = 0
         self._last = -math.inf  # the last image's time
+        self.closed = False
 
     def process(self, image: np.ndarray, seconds: float | None = None) -> list[dict]:
         """The faces of IMAGE (RGB uint8, height x width x 3) captured at SECONDS (a video's
         frame time; default: now, by the monotonic clock, as for a camera). Times must go
         forward: smoothing runs on the time between images. A bad image or time is refused
         before it reaches the tracker, which goes on as if it had not been given."""
+        if self.closed:
+            raise ValueError("this Facetrack is closed")
         if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
                 and image.shape[2] == 3 and image.size):  # an empty one breaks MediaPipe's graph
             described = (f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray)
@@ -132,8 +135,11 @@ class Facetrack:
                             landmarks=self.landmarks)["faces"]
 
     def close(self) -> None:
-        self.tracker.close()
-        self.models.close()
+        """Free MediaPipe's graph and the regressor; again, it does nothing."""
+        if not self.closed:
+            self.closed = True
+            self.tracker.close()
+            self.models.close()
 
     def __enter__(self) -> Facetrack:
         return self
