@@ -108,6 +108,8 @@ class Subscriber:
 
     def receive(self, timeout: float | None = None) -> Message | None:
         """The next message, or None after ``timeout`` seconds (None: wait for ever)."""
+        if self._socket.closed:
+            raise ValueError("this Subscriber is closed")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             wait = None if deadline is None else max(deadline - time.monotonic(), 0.0)

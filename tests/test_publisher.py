@@ -168,6 +168,16 @@ def test_a_late_joiner_gets_the_metadata_within_100_ms(publisher: Publisher) -> 
     assert seconds < 0.1
 
 
+def test_a_closed_subscriber_says_so(publisher: Publisher) -> None:
+    """Closed twice, no error; a receive after it is refused by name (it was ZeroMQ's
+    'Operation not supported')."""
+    with Subscriber(publisher.endpoint) as subscriber:
+        joined(subscriber, publisher)
+    subscriber.close()
+    with pytest.raises(ValueError, match="this Subscriber is closed"):
+        subscriber.receive(0)
+
+
 def test_a_subscriber_that_never_reads_blocks_nobody(publisher: Publisher) -> None:
     context = zmq.Context.instance()
     stuck = context.socket(zmq.SUB)
