@@ -48,8 +48,14 @@ def output_file(path: str | Path, binary: bool = False) -> Iterator[IO]:
     except BrokenPipeError:
         if str(path) != STDOUT:
             raise
-        to_devnull(sys.stdout)
-        raise ReaderGone from None
+        raise _reader_gone() from None
+
+
+def _reader_gone() -> ReaderGone:
+    """What to raise once standard output's reader has gone; what is still written there
+    (a flush at exit) is dropped."""
+    to_devnull(sys.stdout)
+    return ReaderGone()
 
 
 class Recorder:
@@ -75,8 +81,7 @@ class Recorder:
             self._file.flush()
         except OSError as error:
             if isinstance(error, BrokenPipeError) and self._file is sys.stdout.buffer:
-                to_devnull(sys.stdout)
-                raise ReaderGone from None
+                raise _reader_gone() from None
             raise SinkError(f"cannot write record {self.path}: {error.strerror}") from None
         self.lines += 1
 
