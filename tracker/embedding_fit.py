@@ -98,7 +98,7 @@ def fit(samples: Samples, triangles: np.ndarray, rounds: int = 3,
                              min_visible, allowed)
         chosen_tri[:] = inner[0][:, None]
         chosen_w[:] = inner[1][:, None]
-        for b in range(bins):
+        for b in range(bins if len(binned) else 0):  # no landmark held per yaw bin: no bins
             tri, w = _best_points(samples, target, kernels[b], binned, triangles, rings,
                                   min_visible, allowed)
             chosen_tri[binned, b], chosen_w[binned, b] = tri, w
