@@ -12,6 +12,7 @@ import sys
 import time
 import zipfile
 import zlib
+from importlib.metadata import version
 from pathlib import Path
 
 import av
@@ -25,9 +26,21 @@ from tracker import run as run_command
 from tracker import solution
 from tracker.cli import COMMANDS, build_parser, main
 from tracker.face_model import FaceModel
+from tracker.regressor import DEFAULT_MODEL, Manifest
 
 from cli_helpers import FACETRACK, assert_one_line_error, facetrack, facetrack_ok
 from stream_helpers import decoded, mpegts, sound, video_end, write_video
+
+
+def test_version_names_what_a_bug_report_needs() -> None:
+    """`facetrack --version`: one line on standard output with facetrack's version, the
+    committed regressor's (from its manifest) and the libraries' it runs on."""
+    result = facetrack_ok("--version")
+    assert result.stdout.startswith(f"facetrack {version('facetrack')}, regressor "
+                                    f"{Manifest.load(DEFAULT_MODEL).model_version}; ")
+    for library in ("mediapipe", "onnxruntime", "av"):
+        assert f" {library} {version(library)}" in result.stdout
+    assert result.stdout.count("\n") == 1 and result.stderr == ""
 
 
 def test_record_of_a_video(footage_dir: Path, tmp_path: Path) -> None:

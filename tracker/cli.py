@@ -11,9 +11,11 @@ import argparse
 import contextlib
 import importlib
 import logging
+import platform
 import signal
 import sys
 from collections.abc import Iterator, Sequence
+from importlib.metadata import version
 from typing import NamedTuple
 
 from streams.errors import FacetrackError
@@ -49,6 +51,37 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+# What a bug report needs to know besides facetrack's own version (`facetrack --version`).
+RUNS_ON = ("mediapipe", "onnxruntime", "numpy", "opencv-contrib-python", "av", "pyzmq")
+
+
+def versions() -> str:
+    """facetrack's version, the committed regressor's, and those of the libraries it runs on."""
+    from tracker.regressor import DEFAULT_MODEL, Manifest
+
+    try:
+        regressor = Manifest.load(DEFAULT_MODEL).model_version
+    except FacetrackError as error:  # a broken install: say so, still give the rest
+        regressor = f"unreadable ({error})"
+    libraries = ", ".join(f"{name} {version(name)}" for name in RUNS_ON)
+    return (f"facetrack {version('facetrack')}, regressor {regressor}; {libraries}; "
+            f"Python {platform.python_version()}")
+
+
+class _Versions(argparse.Action):
+    """--version: `versions`, worked out only when asked for, so that no command pays for
+    reading the regressor's manifest."""
+
+    def __init__(self, option_strings: list[str], dest: str, **_: object) -> None:
+        super().__init__(option_strings, dest, nargs=0,
+                         help="print the versions of facetrack, its regressor and the libraries "
+                              "it runs on, and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(versions())
+        parser.exit()
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser with COMMAND's arguments in full, from its module, and every other command
     by name and help line only."""
@@ -58,6 +91,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true",
                         help="show tracebacks and debug logging")
+    parser.add_argument("--version", action=_Versions)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, entry in COMMANDS.items():
         if name == command:
