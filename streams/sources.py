@@ -196,7 +196,7 @@ class VideoSource(Source):
         self._decoded = self._timed(container.decode(self._stream))
 
     def _seek(self, start: float) -> None:
-        """Go to the keyframe at or before START; `_section` drops the frames before it."""
+        """Go to the keyframe at or before START; `_timed` drops the frames before it."""
         offset = round(start / self._stream.time_base) + (self._stream.start_time or 0)
         try:
             self._container.seek(offset, stream=self._stream, backward=True)

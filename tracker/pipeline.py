@@ -8,6 +8,7 @@ so that MediaPipe finds the next frame's landmarks while this frame's faces are 
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -65,6 +66,7 @@ class FaceTracker:
         self.pool_identity = pool_identity and not stills
         self._intrinsics: Intrinsics | None = None  # of the last frame size asked for
         self._identities: dict[int, IdentityEstimate] = {}  # each track's identity so far
+        self._last_time = -math.inf  # of the frame before
 
     def intrinsics(self, width: int, height: int) -> Intrinsics:
         """The camera for WIDTHxHEIGHT frames: calibrated, a given focal length, or assumed.
@@ -143,7 +145,15 @@ class FaceTracker:
 
     def track(self, frame: Frame) -> list[TrackedFace]:
         """The landmarks and track ids of ``frame``'s faces (with the regressor, and the image's
-        shading at the landmarks, read where MediaPipe found them)."""
+        shading at the landmarks, read where MediaPipe found them). A time that is not a
+        number, or one before the frame before's (but for stills), is refused before any state
+        changes: the track ids and the smoother would take it in and fail on every frame after."""
+        if not math.isfinite(frame.time):
+            raise ValueError(f"a capture time is a finite number of seconds, not {frame.time}")
+        if not self.stills and frame.time < self._last_time:
+            raise ValueError(f"times must go forward: {frame.time:g} s after "
+                             f"{self._last_time:g} s")
+        self._last_time = frame.time
         faces = self.mesh.process(frame.image)
         if self.regressor is not None:
             faces = with_shading(frame.image, faces)

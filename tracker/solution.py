@@ -15,7 +15,6 @@ a whole batch of videos.
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from argparse import ArgumentTypeError
@@ -107,14 +106,14 @@ class Facetrack:
             raise
         self.landmarks = landmarks
         self._index = 0
-        self._last = -math.inf  # the last image's time
         self.closed = False
 
     def process(self, image: np.ndarray, seconds: float | None = None) -> list[dict]:
         """The faces of IMAGE (RGB uint8, height x width x 3) captured at SECONDS (a video's
         frame time; default: now, by the monotonic clock, as for a camera). Times must go
         forward: smoothing runs on the time between images. A bad image or time is refused
-        before it reaches the tracker, which goes on as if it had not been given."""
+        before the tracker's state changes (the time by `FaceTracker.track`), and tracking
+        goes on as if it had not been given."""
         if self.closed:
             raise ValueError("this Facetrack is closed")
         if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
@@ -123,16 +122,11 @@ class Facetrack:
                          else type(image).__name__)
             raise ValueError(f"an image is an RGB uint8 array of height x width x 3, not "
                              f"{described}")
-        at = time.monotonic() if seconds is None else seconds
-        if not math.isfinite(at):
-            raise ValueError(f"a capture time is a finite number of seconds, not {at}")
-        if not self.tracker.stills and at < self._last:  # refused before it reaches the tracker
-            raise ValueError(f"times must go forward: {at:g} s after {self._last:g} s")
-        frame = Frame("python", self._index, at, image)
+        frame = Frame("python", self._index, time.monotonic() if seconds is None else seconds,
+                      image)
+        faces = self.tracker.process(frame)  # a bad time is refused there, as the image here
         self._index += 1
-        self._last = at
-        return frame_record(frame, self.tracker.process(frame),
-                            landmarks=self.landmarks)["faces"]
+        return frame_record(frame, faces, landmarks=self.landmarks)["faces"]
 
     def close(self) -> None:
         """Free MediaPipe's graph and the regressor; again, it does nothing."""
